@@ -1,0 +1,112 @@
+//! Operator settings. Each is a flag and an env var; the doc comments are the `--help` text.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use swarmq_shared::telemetry::LogFormat;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlannerKind {
+    /// Claude through the Anthropic Messages API (needs ANTHROPIC_API_KEY).
+    Anthropic,
+    /// Offline, deterministic: splits the prompt locally; no API call.
+    Local,
+}
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "swarmq-coordinator",
+    version,
+    about = "swarmq coordinator: the session HTTP API, Claude decomposition and the Socket.IO relay"
+)]
+pub struct Config {
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key and channel; lets several swarmq deployments share one Redis.
+    #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
+    pub prefix: String,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Anthropic API key; when set, decomposition uses Claude unless SWARMQ_PLANNER=local.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+
+    /// Anthropic API base URL (as the official SDKs read it).
+    #[arg(
+        long,
+        env = "ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub anthropic_base_url: String,
+
+    /// Model used for decomposition.
+    #[arg(
+        long,
+        env = "ANTHROPIC_MODEL",
+        default_value = "claude-sonnet-4-5-20250929"
+    )]
+    pub anthropic_model: String,
+
+    /// Planner: anthropic or local. Default: anthropic when ANTHROPIC_API_KEY is set, else local.
+    #[arg(long, env = "SWARMQ_PLANNER", value_enum)]
+    pub planner: Option<PlannerKind>,
+
+    /// Largest agentCount a session may ask for.
+    #[arg(long, env = "SWARMQ_MAX_AGENTS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_agents: u32,
+
+    /// Largest number of TODOs a decomposition may produce; more fails the session.
+    #[arg(long, env = "SWARMQ_MAX_TODOS", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_todos: u32,
+
+    /// Longest accepted prompt, in characters.
+    #[arg(long, env = "SWARMQ_MAX_PROMPT_CHARS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_prompt_chars: u32,
+
+    /// Time allowed for one decomposition, retries included. A session still decomposing
+    /// this long after its coordinator died is failed by any live coordinator.
+    #[arg(long, env = "SWARMQ_DECOMPOSE_TIMEOUT_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub decompose_timeout_secs: u64,
+
+    /// Approximate number of events kept per session for replay (Redis stream MAXLEN ~).
+    #[arg(long, env = "SWARMQ_EVENTS_MAXLEN", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub events_maxlen: u64,
+
+    /// Log format: human or json. RUST_LOG sets the filter (default info).
+    #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn planner_kind(&self) -> PlannerKind {
+        self.planner.unwrap_or(if self.anthropic_api_key.is_some() {
+            PlannerKind::Anthropic
+        } else {
+            PlannerKind::Local
+        })
+    }
+
+    pub fn decompose_timeout(&self) -> Duration {
+        Duration::from_secs(self.decompose_timeout_secs)
+    }
+}

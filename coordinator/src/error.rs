@@ -1,0 +1,74 @@
+//! The HTTP error type: every failure a handler can answer, with its status. Bodies are always
+//! `{"error": "..."}` (plus `sessionId` where one exists); unexpected failures are logged with
+//! their cause and answered with a bare 500 that leaks nothing.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use swarmq_shared::{SessionId, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Decomposition failed; the session exists (failed) and its id is returned.
+    #[error("{message}")]
+    Planner {
+        session_id: SessionId,
+        message: String,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "redis unavailable");
+            Self::Unavailable("storage unavailable: cannot reach Redis, try again shortly".into())
+        } else {
+            Self::Internal(anyhow::Error::new(e))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
+            Self::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
+            Self::UnsupportedMediaType(m) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({ "error": m }))
+            }
+            Self::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
+            Self::Planner {
+                session_id,
+                message,
+            } => (
+                StatusCode::BAD_GATEWAY,
+                json!({ "sessionId": session_id, "error": message }),
+            ),
+            Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "error": "internal error" }),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

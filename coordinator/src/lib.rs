@@ -1,0 +1,160 @@
+//! swarmq coordinator: the session HTTP API, decomposition through Claude (or the offline
+//! planner), and the Socket.IO relay of each session's events. Stateless: all state is in Redis,
+//! so any number of coordinators can run behind a load balancer.
+//!
+//! # Layout
+//! - [`config`]: the operator settings (clap).
+//! - [`http`]: the routes; [`error`]: how failures become responses.
+//! - [`planner`]: decomposition (Anthropic or local) and validation of the model's reply.
+//! - [`realtime`]: Socket.IO handlers and the pub/sub → room relay.
+//! - [`background`]: the decomposition watchdog and the dead-runner reaper.
+//!
+//! [`Application::build`] binds the listener (port 0 works), [`Application::run_until_stopped`]
+//! serves until the shutdown token fires, so tests start the real thing in-process.
+
+pub mod background;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod planner;
+pub mod realtime;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use socketioxide::SocketIo;
+use swarmq_shared::store::StoreOptions;
+use swarmq_shared::telemetry::redact_url;
+use swarmq_shared::{Keys, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+
+pub use config::Config;
+
+use crate::config::PlannerKind;
+use crate::planner::{AnthropicPlanner, Limits, Planner};
+use crate::realtime::Relay;
+use crate::state::{AppState, SessionLimits};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    io: SocketIo,
+    state: AppState,
+    background: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let keys = Keys::new(&config.prefix)?;
+        let store = Store::new(
+            &config.redis_url,
+            keys,
+            StoreOptions {
+                events_maxlen: config.events_maxlen,
+                ..StoreOptions::default()
+            },
+        )
+        .with_context(|| format!("invalid REDIS_URL {}", redact_url(&config.redis_url)))?;
+        let planner = match config.planner_kind() {
+            PlannerKind::Anthropic => {
+                let key = config
+                    .anthropic_api_key
+                    .clone()
+                    .filter(|k| !k.trim().is_empty())
+                    .context("SWARMQ_PLANNER=anthropic needs ANTHROPIC_API_KEY")?;
+                Planner::Anthropic(AnthropicPlanner::new(
+                    &config.anthropic_base_url,
+                    key,
+                    config.anthropic_model.clone(),
+                    config.decompose_timeout(),
+                )?)
+            }
+            PlannerKind::Local => Planner::Local,
+        };
+        if matches!(planner, Planner::Local) {
+            tracing::warn!(
+                "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
+            );
+        }
+        let (layer, io) = SocketIo::builder()
+            .max_buffer_size(8192)
+            .max_payload(4 * 1024 * 1024)
+            .build_layer();
+        let background = CancellationToken::new();
+        let relay = Relay::start(io.clone(), store.clone(), background.child_token());
+        realtime::attach(&io, relay.clone());
+        let state = AppState {
+            store,
+            planner: Arc::new(planner),
+            relay,
+            limits: SessionLimits {
+                max_agents: config.max_agents,
+                max_prompt_chars: config.max_prompt_chars as usize,
+                plan: Limits {
+                    max_todos: config.max_todos as usize,
+                    max_description_chars: 2000,
+                },
+                decompose_timeout: config.decompose_timeout(),
+            },
+        };
+        let router = http::router(state.clone())
+            .layer(layer)
+            .layer(CorsLayer::permissive());
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            redis = %redact_url(&config.redis_url),
+            prefix = %config.prefix,
+            planner = %state.planner.describe(),
+            "coordinator ready"
+        );
+        Ok(Self {
+            listener,
+            router,
+            io,
+            state,
+            background,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` fires, then closes every Socket.IO connection and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let background = self.background.clone();
+        tokio::spawn(background::run(
+            self.state.store.clone(),
+            background.child_token(),
+        ));
+        let io = self.io.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            // Open websockets would otherwise hold the graceful shutdown forever.
+            io.close().await;
+        });
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        background.cancel();
+        result.context("http server failed")
+    }
+}

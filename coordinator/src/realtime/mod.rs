@@ -1,0 +1,131 @@
+//! Socket.IO, default namespace: `session:join` / `session:leave` as in the original plan.
+//!
+//! `session:join` takes the session id string (live events from now on, as the plan had it), or
+//! `{sessionId, since}`: the ack then carries the session snapshot and `lastSeq`, and every event
+//! with `seq > since` is replayed before live ones. Bad payloads get an ack `{error}` (when an
+//! ack was asked for) and are otherwise ignored; a client can never take the server down.
+
+mod relay;
+
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use swarmq_shared::SessionId;
+
+pub use relay::{MAX_ROOMS_PER_SOCKET, Relay, room_name};
+
+pub fn attach(io: &SocketIo, relay: Relay) {
+    io.ns("/", move |socket: SocketRef| {
+        let relay = relay.clone();
+        async move { on_connect(socket, relay) }
+    });
+}
+
+fn on_connect(socket: SocketRef, relay: Relay) {
+    tracing::debug!(socket = %socket.id, "socket connected");
+    let r = relay.clone();
+    socket.on(
+        "session:join",
+        move |socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
+            let relay = r.clone();
+            async move {
+                let request = payload
+                    .map_err(|_| "payload is not JSON".to_owned())
+                    .and_then(|p| JoinPayload::parse(&p));
+                match request {
+                    // The relay answers the ack itself, in order with the replay.
+                    Ok(req) => relay.join(socket, req.session, req.since, ack).await,
+                    Err(error) => {
+                        tracing::debug!(socket = %socket.id, error, "join refused");
+                        let _ = ack.send(&json!({ "ok": false, "error": error }));
+                    }
+                }
+            }
+        },
+    );
+    let r = relay.clone();
+    socket.on(
+        "session:leave",
+        move |socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
+            let relay = r.clone();
+            async move {
+                match payload.ok().as_ref().map(JoinPayload::parse) {
+                    Some(Ok(req)) => {
+                        relay.leave(&socket, req.session);
+                        let _ = ack.send(&json!({ "ok": true }));
+                    }
+                    Some(Err(error)) => {
+                        let _ = ack.send(&json!({ "ok": false, "error": error }));
+                    }
+                    None => {
+                        let _ = ack.send(&json!({ "ok": false, "error": "payload is not JSON" }));
+                    }
+                }
+            }
+        },
+    );
+    socket.on_disconnect(move |socket: SocketRef| {
+        let relay = relay.clone();
+        async move { relay.disconnected(socket.id) }
+    });
+}
+
+#[derive(Debug, PartialEq)]
+struct JoinPayload {
+    session: SessionId,
+    since: Option<u64>,
+}
+
+impl JoinPayload {
+    fn parse(value: &Value) -> Result<Self, String> {
+        let (id, since) = match value {
+            Value::String(id) => (id.as_str(), None),
+            Value::Object(o) => {
+                let id = o
+                    .get("sessionId")
+                    .and_then(Value::as_str)
+                    .ok_or("sessionId (a string) is required")?;
+                let since = match o.get("since") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or("since must be a non-negative integer")?),
+                };
+                (id, since)
+            }
+            _ => return Err("expected a session id string or {sessionId, since}".into()),
+        };
+        let session = SessionId::parse(id).map_err(|e| e.to_string())?;
+        Ok(Self { session, since })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_join_forms_parse() {
+        let id = SessionId::new();
+        assert_eq!(
+            JoinPayload::parse(&json!(id.to_string())),
+            Ok(JoinPayload {
+                session: id,
+                since: None
+            })
+        );
+        assert_eq!(
+            JoinPayload::parse(&json!({"sessionId": id.to_string(), "since": 4})),
+            Ok(JoinPayload {
+                session: id,
+                since: Some(4)
+            })
+        );
+        for bad in [
+            json!(5),
+            json!({"since": 1}),
+            json!({"sessionId": id.to_string(), "since": -1}),
+            json!("nope"),
+        ] {
+            assert!(JoinPayload::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Operator settings of a runner. Each is a flag and an env var; the doc comments are `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use swarmq_shared::telemetry::LogFormat;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "swarmq-runner",
+    version,
+    about = "swarmq runner: claims agent jobs from Redis and runs their worker processes"
+)]
+pub struct Config {
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key and channel (must match the coordinators').
+    #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
+    pub prefix: String,
+
+    /// Worker command, split on whitespace (no shell quoting: wrap complex commands in a script).
+    #[arg(
+        long,
+        env = "SWARMQ_WORKER_CMD",
+        default_value = "python3 workers/worker.py"
+    )]
+    pub worker_cmd: String,
+
+    /// Working directory of workers (the project root for the default worker).
+    #[arg(long, env = "SWARMQ_WORKER_CWD", default_value = ".")]
+    pub worker_cwd: PathBuf,
+
+    /// Agents (worker processes) this runner runs at once. Default: the number of CPUs.
+    #[arg(long, env = "SWARMQ_RUNNER_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub slots: Option<u32>,
+
+    /// Longest a worker may spend on one TODO before its process group is killed.
+    #[arg(long, env = "SWARMQ_TASK_TIMEOUT_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub task_timeout_secs: u64,
+
+    /// Attempts per TODO (crashes, timeouts, `fail` lines, dead runners) before it is failed.
+    #[arg(long, env = "SWARMQ_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// Runner lease: a runner silent this long is dead and its work is handed to others.
+    #[arg(long, env = "SWARMQ_LEASE_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+
+    /// On SIGTERM/SIGINT: how long running workers may finish their TODO before they are killed
+    /// and their work handed back to the queue.
+    #[arg(long, env = "SWARMQ_DRAIN_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub drain_secs: u64,
+
+    /// After stdin is closed (no TODO left), how long a worker may take to clean up and exit.
+    #[arg(long, env = "SWARMQ_WORKER_EXIT_GRACE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub worker_exit_grace_secs: u64,
+
+    /// First retry delay after a failed attempt, doubling per attempt (capped at 60 s).
+    #[arg(long, env = "SWARMQ_RETRY_BACKOFF_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub retry_backoff_ms: u64,
+
+    /// Longest stdout line accepted from a worker; longer lines are discarded and counted.
+    #[arg(long, env = "SWARMQ_WORKER_MAX_LINE_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(256..=16_777_216))]
+    pub max_line_bytes: u64,
+
+    /// `log` lines per second accepted from one worker (same burst); the excess is dropped and
+    /// counted. `complete`, `fail` and `sandbox_ready` are never dropped.
+    #[arg(long, env = "SWARMQ_WORKER_MAX_EVENTS_PER_SEC", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_events_per_sec: u32,
+
+    /// Extra environment variable names passed from the runner to workers (comma-separated),
+    /// e.g. ANTHROPIC_API_KEY,ANTHROPIC_BASE_URL. Nothing else of the runner's environment is.
+    #[arg(
+        long,
+        env = "SWARMQ_WORKER_PASS_ENV",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub worker_pass_env: String,
+
+    /// Passed to workers as SOCKET_URL.
+    #[arg(long, env = "SOCKET_URL", default_value = "http://localhost:3000")]
+    pub socket_url: String,
+
+    /// Passed to workers as E2B_API_KEY.
+    #[arg(
+        long,
+        env = "E2B_API_KEY",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub e2b_api_key: String,
+
+    /// Passed to workers as DEDALUS_API_KEY.
+    #[arg(
+        long,
+        env = "DEDALUS_API_KEY",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub dedalus_api_key: String,
+
+    /// Log format: human or json. RUST_LOG sets the filter (default info).
+    #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn slots(&self) -> usize {
+        self.slots.map(|s| s as usize).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn task_timeout(&self) -> Duration {
+        Duration::from_secs(self.task_timeout_secs)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+
+    pub fn exit_grace(&self) -> Duration {
+        Duration::from_secs(self.worker_exit_grace_secs)
+    }
+
+    /// Backoff before retrying after the `attempts`-th failure.
+    pub fn retry_backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u64.saturating_pow(attempts.saturating_sub(1).min(16));
+        Duration::from_millis(self.retry_backoff_ms.saturating_mul(factor).min(60_000))
+    }
+}

@@ -1,0 +1,127 @@
+//! What every task of a runner shares.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use swarmq_shared::{AgentJob, RunnerId, SessionId, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::worker::WorkerSpec;
+
+pub struct Ctx {
+    pub store: Store,
+    pub config: Config,
+    pub runner: RunnerId,
+    pub spec: WorkerSpec,
+    /// Stop claiming, finish the current TODOs, hand agents back.
+    pub draining: CancellationToken,
+    /// The drain period is over: kill workers now and hand their TODOs back.
+    pub drain_deadline: CancellationToken,
+    /// Agents this runner is working, each with the token that aborts it.
+    active: Mutex<HashMap<AgentJob, CancellationToken>>,
+    /// Parent of every agent's token; replaced when this runner learns it was reaped.
+    epoch: Mutex<CancellationToken>,
+    pub stats: Stats,
+}
+
+impl Ctx {
+    pub fn new(store: Store, config: Config, runner: RunnerId, spec: WorkerSpec) -> Self {
+        Self {
+            store,
+            config,
+            runner,
+            spec,
+            draining: CancellationToken::new(),
+            drain_deadline: CancellationToken::new(),
+            active: Mutex::new(HashMap::new()),
+            epoch: Mutex::new(CancellationToken::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Registers an agent being worked; returns the token that aborts it.
+    pub fn activate(&self, job: AgentJob) -> CancellationToken {
+        let token = lock(&self.epoch).child_token();
+        lock(&self.active).insert(job, token.clone());
+        token
+    }
+
+    pub fn deactivate(&self, job: AgentJob) {
+        lock(&self.active).remove(&job);
+    }
+
+    pub fn busy(&self) -> usize {
+        lock(&self.active).len()
+    }
+
+    pub fn is_active(&self, job: &str) -> bool {
+        lock(&self.active).keys().any(|j| j.to_string() == job)
+    }
+
+    pub fn active_sessions(&self) -> Vec<SessionId> {
+        let mut sessions: Vec<SessionId> =
+            lock(&self.active).keys().map(|j| j.session_id).collect();
+        sessions.sort();
+        sessions.dedup();
+        sessions
+    }
+
+    /// Kills the workers of a session (it was cancelled or ended). Returns how many.
+    pub fn cancel_session(&self, session: SessionId) -> usize {
+        let active = lock(&self.active);
+        let mut n = 0;
+        for (job, token) in active.iter() {
+            if job.session_id == session {
+                token.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// This runner was presumed dead and its agents handed to others: abort them all.
+    pub fn lost_all_leases(&self) {
+        let mut epoch = lock(&self.epoch);
+        epoch.cancel();
+        *epoch = CancellationToken::new();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counters reported in logs (and at shutdown).
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub lines_invalid: AtomicU64,
+    pub lines_oversized: AtomicU64,
+    pub lines_throttled: AtomicU64,
+    pub events_published: AtomicU64,
+    pub stale_rejected: AtomicU64,
+    pub redis_errors: AtomicU64,
+    pub agents_run: AtomicUsize,
+}
+
+impl Stats {
+    pub fn line_invalid(&self) {
+        self.lines_invalid.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn line_oversized(&self) {
+        self.lines_oversized.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn line_throttled(&self) {
+        self.lines_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn events_published(&self, n: usize) {
+        self.events_published.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn stale_rejected(&self) {
+        self.stale_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn redis_error(&self) {
+        self.redis_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}

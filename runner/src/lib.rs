@@ -1,0 +1,288 @@
+//! swarmq runner: the daemon operators start on every worker host. It claims agent jobs from the
+//! Redis ready list, runs each agent's worker process, relays the worker's stdout as events, and
+//! records every transition through the shared Lua scripts.
+//!
+//! # Layout
+//! - [`config`]: the operator settings (clap).
+//! - this file: [`Runner`] — registration, the claiming slots, drain and shutdown.
+//! - [`agent`]: the agent loop for one claimed job (next TODO, relay, complete, repeat).
+//! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
+//! - [`lease`]: heartbeat, reaping dead runners, cancel notifications, orphan sweep.
+//! - [`ctx`]: what the tasks share; [`rate`]: the per-worker event rate limit.
+
+pub mod agent;
+pub mod config;
+pub mod ctx;
+pub mod lease;
+pub mod rate;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use swarmq_shared::store::StoreOptions;
+use swarmq_shared::telemetry::redact_url;
+use swarmq_shared::{AgentJob, Keys, RunnerId, Store};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use config::Config;
+
+use crate::agent::AgentEnd;
+use crate::ctx::Ctx;
+use crate::worker::WorkerSpec;
+
+/// How long one BLMOVE waits before the slot checks whether it should stop.
+const CLAIM_BLOCK: Duration = Duration::from_secs(2);
+/// Environment names every worker gets from the contract; pass-through cannot override them.
+const CONTRACT_ENV: [&str; 7] = [
+    "SESSION_ID",
+    "AGENT_ID",
+    "TASK_ID",
+    "TASK_DESCRIPTION",
+    "SOCKET_URL",
+    "E2B_API_KEY",
+    "DEDALUS_API_KEY",
+];
+
+pub struct Runner {
+    ctx: Arc<Ctx>,
+}
+
+impl Runner {
+    pub fn build(config: Config) -> anyhow::Result<Self> {
+        let keys = Keys::new(&config.prefix)?;
+        let store = Store::new(&config.redis_url, keys, StoreOptions::default())
+            .with_context(|| format!("invalid REDIS_URL {}", redact_url(&config.redis_url)))?;
+        let cwd = config.worker_cwd.canonicalize().with_context(|| {
+            format!(
+                "SWARMQ_WORKER_CWD {} is not an existing directory",
+                config.worker_cwd.display()
+            )
+        })?;
+        let spec = WorkerSpec::new(
+            &config.worker_cmd,
+            cwd,
+            worker_env(&config)?,
+            config.max_line_bytes as usize,
+        )
+        .context("SWARMQ_WORKER_CMD is empty")?;
+        check_program(&spec)?;
+        let runner = RunnerId::generate(&hostname());
+        Ok(Self {
+            ctx: Arc::new(Ctx::new(store, config, runner, spec)),
+        })
+    }
+
+    pub fn id(&self) -> &RunnerId {
+        &self.ctx.runner
+    }
+
+    /// Runs until `shutdown` fires, then drains: stops claiming, lets workers finish their TODO
+    /// within the drain period, kills what is left, hands unfinished agents back, deregisters.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let config = &ctx.config;
+        tracing::info!(
+            runner_id = %ctx.runner,
+            slots = config.slots(),
+            worker = %config.worker_cmd,
+            cwd = %ctx.spec.cwd.display(),
+            redis = %redact_url(&config.redis_url),
+            "runner starting"
+        );
+        if !lease::register(&ctx, &shutdown).await {
+            return Ok(());
+        }
+        let background = CancellationToken::new();
+        tokio::spawn(lease::heartbeat_loop(ctx.clone(), background.clone()));
+        tokio::spawn(lease::control_loop(ctx.clone(), background.clone()));
+
+        let mut slots = JoinSet::new();
+        for n in 0..config.slots() {
+            let ctx = ctx.clone();
+            slots.spawn(slot(ctx, n).instrument(tracing::info_span!("slot", n)));
+        }
+        tracing::info!(runner_id = %ctx.runner, "runner ready, claiming agent jobs");
+        shutdown.cancelled().await;
+
+        tracing::info!(
+            busy = ctx.busy(),
+            drain_secs = config.drain_secs,
+            "draining"
+        );
+        ctx.draining.cancel();
+        let deadline = ctx.drain_deadline.clone();
+        let drain = config.drain();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            deadline.cancel();
+        });
+        while slots.join_next().await.is_some() {}
+        lease::hand_back_stranded(&ctx).await;
+        if let Err(e) = ctx.store.deregister(&ctx.runner).await {
+            tracing::warn!(error = %e, "could not deregister (the lease will expire)");
+        }
+        background.cancel();
+        tracing::info!(runner_id = %ctx.runner, stats = ?ctx.stats, "runner stopped");
+        Ok(())
+    }
+}
+
+/// One claiming loop: BLMOVE an agent job, run the agent, repeat, until draining.
+async fn slot(ctx: Arc<Ctx>, n: usize) {
+    let mut claimer = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if ctx.draining.is_cancelled() {
+            return;
+        }
+        if claimer.is_none() {
+            match ctx.store.claimer(&ctx.runner, CLAIM_BLOCK).await {
+                Ok(c) => claimer = Some(c),
+                Err(e) => {
+                    tracing::warn!(slot = n, error = %e, ?backoff, "cannot open a claiming connection, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = ctx.draining.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = claimer.as_mut() else { continue };
+        let claimed = tokio::select! {
+            r = c.claim() => r,
+            _ = ctx.draining.cancelled() => return,
+        };
+        match claimed {
+            Ok(None) => {}
+            Ok(Some(raw)) => {
+                backoff = Duration::from_millis(100);
+                run_job(&ctx, raw).await;
+            }
+            Err(e) => {
+                tracing::warn!(slot = n, error = %e, "claim failed, reconnecting");
+                claimer = None;
+            }
+        }
+    }
+}
+
+async fn run_job(ctx: &Arc<Ctx>, raw: String) {
+    let job = match AgentJob::parse(&raw) {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping a malformed agent job");
+            let _ = ctx.store.drop_claimed(&ctx.runner, &raw).await;
+            return;
+        }
+    };
+    let cancel = ctx.activate(job);
+    let span = tracing::info_span!(
+        "agent",
+        runner_id = %ctx.runner,
+        session_id = %job.session_id,
+        agent_id = %job.agent_id
+    );
+    let end = agent::run(ctx, job, cancel).instrument(span.clone()).await;
+    ctx.deactivate(job);
+    let never = CancellationToken::new();
+    let bookkeeping = async {
+        match end {
+            AgentEnd::Released => agent::persist(ctx, "requeue agent job", &never, || {
+                ctx.store.requeue_job(&ctx.runner, &raw)
+            })
+            .await
+            .map(|_| ()),
+            AgentEnd::Finished | AgentEnd::Lost => {
+                agent::persist(ctx, "drop agent job", &never, || {
+                    ctx.store.drop_claimed(&ctx.runner, &raw)
+                })
+                .await
+            }
+        }
+    };
+    // Bounded: if Redis stays away, the reaper hands the job back after our lease expires.
+    if tokio::time::timeout(Duration::from_secs(15), bookkeeping)
+        .await
+        .is_err()
+    {
+        tracing::warn!(parent: &span, ?end, "could not update the claimed list; the reaper will");
+    }
+}
+
+/// PATH, HOME and LANG from the runner, the contract's pass-through values, and the operator's
+/// extra names. Nothing else of the runner's environment (Redis URL, secrets) reaches a worker.
+fn worker_env(config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = vec![(
+        "PATH".to_owned(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+    )];
+    for name in ["HOME", "LANG"] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
+    env.push(("SOCKET_URL".into(), config.socket_url.clone()));
+    env.push(("E2B_API_KEY".into(), config.e2b_api_key.clone()));
+    env.push(("DEDALUS_API_KEY".into(), config.dedalus_api_key.clone()));
+    for name in config
+        .worker_pass_env
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        anyhow::ensure!(
+            valid,
+            "SWARMQ_WORKER_PASS_ENV: {name:?} is not an environment variable name"
+        );
+        anyhow::ensure!(
+            !CONTRACT_ENV.contains(&name) && !["PATH", "HOME", "LANG"].contains(&name),
+            "SWARMQ_WORKER_PASS_ENV: {name} is already part of the worker environment"
+        );
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
+    Ok(env)
+}
+
+/// Fails at start when the worker program cannot be found, rather than at every TODO.
+fn check_program(spec: &WorkerSpec) -> anyhow::Result<()> {
+    let program = Path::new(&spec.program);
+    let found = if program.components().count() > 1 {
+        spec.cwd.join(program).exists()
+    } else {
+        let path = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+    };
+    anyhow::ensure!(
+        found,
+        "SWARMQ_WORKER_CMD: program {:?} not found (relative to {} or on PATH)",
+        spec.program,
+        spec.cwd.display()
+    );
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "runner".into())
+}

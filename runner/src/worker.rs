@@ -1,0 +1,291 @@
+//! Worker processes: launched in their own process group with a minimal environment, stdout read
+//! as bounded lines, stderr kept as a bounded tail, and the whole group killed when we are done.
+//! Nothing a worker does (garbage, floods, huge lines, crashes, hangs) can hurt the runner.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use swarmq_shared::AgentJob;
+use swarmq_shared::protocol::TaskLine;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+/// Bytes of stderr kept for failure reasons.
+const STDERR_TAIL: usize = 4096;
+/// Lines buffered between the reader and the agent loop; a full buffer pauses the reader, so a
+/// worker printing faster than Redis records is slowed down rather than buffered without bound.
+const LINE_BUFFER: usize = 1024;
+
+/// How to start a worker: the command and the environment every worker gets.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// PATH, HOME, LANG, SOCKET_URL, E2B_API_KEY, DEDALUS_API_KEY and the pass-through names.
+    pub env: Vec<(String, String)>,
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("worker command is empty")]
+pub struct EmptyCommand;
+
+impl WorkerSpec {
+    pub fn new(
+        command: &str,
+        cwd: PathBuf,
+        fixed_env: Vec<(String, String)>,
+        max_line_bytes: usize,
+    ) -> Result<Self, EmptyCommand> {
+        let mut words = command.split_whitespace().map(str::to_owned);
+        let program = words.next().ok_or(EmptyCommand)?;
+        Ok(Self {
+            program,
+            args: words.collect(),
+            cwd,
+            env: fixed_env,
+            max_line_bytes,
+        })
+    }
+}
+
+/// One item from a worker's stdout.
+#[derive(Debug)]
+pub enum Output {
+    Line(Vec<u8>),
+    /// A line longer than the limit, discarded; its length so far.
+    Oversized(usize),
+}
+
+pub struct Worker {
+    child: Child,
+    pid: i32,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Output>,
+    stderr: Arc<Mutex<VecDeque<u8>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Worker {
+    /// Starts the worker for `job` with its first task in the environment.
+    pub fn spawn(
+        spec: &WorkerSpec,
+        job: AgentJob,
+        task_id: &str,
+        description: &str,
+    ) -> std::io::Result<Self> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .current_dir(&spec.cwd)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("SESSION_ID", job.session_id.to_string())
+            .env("AGENT_ID", job.agent_id.to_string())
+            .env("TASK_ID", task_id)
+            .env("TASK_DESCRIPTION", description)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let (tx, lines) = mpsc::channel(LINE_BUFFER);
+        if let Some(stdout) = stdout {
+            tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes));
+        }
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        if let Some(stderr) = stderr {
+            tokio::spawn(keep_tail(stderr, tail.clone(), job));
+        }
+        Ok(Self {
+            stdin: child.stdin.take(),
+            child,
+            pid,
+            lines,
+            stderr: tail,
+            status: None,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The next stdout item; `None` once stdout is closed (the worker exited, or closed it).
+    pub async fn next_output(&mut self) -> Option<Output> {
+        self.lines.recv().await
+    }
+
+    /// True when no stdout line is waiting (time to flush a batch).
+    pub fn output_drained(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Writes the next task to the worker's stdin. An error means the worker is gone.
+    pub async fn send_task(&mut self, task: &TaskLine) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin closed"))?;
+        let mut line = serde_json::to_vec(task).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        stdin.write_all(&line).await?;
+        stdin.flush().await
+    }
+
+    /// True when the process has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.status = Some(status);
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; kills the group if it does not.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            _ => return self.kill().await,
+        };
+        self.status = Some(status);
+        // Children the worker left behind in its group go with it.
+        self.signal_group(Signal::SIGKILL);
+        status
+    }
+
+    /// Closes stdin (no more tasks), lets the worker clean up for `grace`, then kills the group.
+    pub async fn finish(mut self, grace: Duration) -> ExitStatus {
+        self.stdin.take();
+        self.wait_exit(grace).await
+    }
+
+    /// SIGTERM to the group, SIGKILL one second later if anything is left; reaps the process.
+    pub async fn kill(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            self.signal_group(Signal::SIGKILL);
+            return status;
+        }
+        self.stdin.take();
+        self.signal_group(Signal::SIGTERM);
+        let status = match tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            _ => {
+                self.signal_group(Signal::SIGKILL);
+                match self.child.wait().await {
+                    Ok(status) => status,
+                    Err(_) => std::os::unix::process::ExitStatusExt::from_raw(9),
+                }
+            }
+        };
+        self.signal_group(Signal::SIGKILL);
+        self.status = Some(status);
+        status
+    }
+
+    fn signal_group(&self, signal: Signal) {
+        if self.pid > 0 {
+            // ESRCH (group already gone) is the normal case after an exit.
+            let _ = killpg(Pid::from_raw(self.pid), signal);
+        }
+    }
+
+    /// The last few KiB of stderr, lossily decoded.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let (a, b) = tail.as_slices();
+        let mut bytes = Vec::with_capacity(a.len() + b.len());
+        bytes.extend_from_slice(a);
+        bytes.extend_from_slice(b);
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    }
+}
+
+/// Splits stdout into lines of at most `max` bytes; longer ones are discarded up to their newline.
+async fn read_lines(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Output>, max: usize) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut line: Vec<u8> = Vec::new();
+    let mut discarding: Option<usize> = None;
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (part, has_newline) = match memchr(b'\n', chunk) {
+            Some(i) => (&chunk[..i], true),
+            None => (chunk, false),
+        };
+        let consumed = part.len() + usize::from(has_newline);
+        match discarding.as_mut() {
+            Some(seen) => *seen += part.len(),
+            None if line.len() + part.len() > max => {
+                discarding = Some(line.len() + part.len());
+                line.clear();
+            }
+            None => line.extend_from_slice(part),
+        }
+        reader.consume(consumed);
+        if has_newline {
+            let item = match discarding.take() {
+                Some(seen) => Output::Oversized(seen),
+                None => Output::Line(std::mem::take(&mut line)),
+            };
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    }
+    if let Some(seen) = discarding {
+        let _ = tx.send(Output::Oversized(seen)).await;
+    } else if !line.is_empty() {
+        // A last line without its newline still counts.
+        let _ = tx.send(Output::Line(line)).await;
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+async fn keep_tail(
+    mut stderr: tokio::process::ChildStderr,
+    tail: Arc<Mutex<VecDeque<u8>>>,
+    job: AgentJob,
+) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        tracing::debug!(
+            session_id = %job.session_id,
+            agent_id = %job.agent_id,
+            stderr = %String::from_utf8_lossy(&buf[..n]).trim_end(),
+            "worker stderr"
+        );
+        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+        t.extend(&buf[..n]);
+        let excess = t.len().saturating_sub(STDERR_TAIL);
+        t.drain(..excess);
+    }
+}

@@ -1,0 +1,198 @@
+//! The Redis key schema: every key and channel name swarmq uses is built here and nowhere else.
+//! `docs/redis-schema.md` describes the same layout for operators.
+//!
+//! Two hash tags keep multi-key operations on one Cluster slot each:
+//! - `{<prefix>}:…` — the global queue keys (ready list, runner registry, claimed lists, indexes),
+//!   so `BLMOVE ready → claimed` and the reaper's moves stay in one slot;
+//! - `<prefix>:{<sessionId>}:…` — one session's keys, so every session transition does.
+
+use crate::ids::{AgentId, RunnerId, SessionId, TodoId};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid key prefix {0:?}: 1-64 characters of [A-Za-z0-9._-]")]
+pub struct PrefixError(String);
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Result<Self, PrefixError> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(Self {
+                prefix: prefix.to_owned(),
+            })
+        } else {
+            Err(PrefixError(prefix.to_owned()))
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn global(&self, name: &str) -> String {
+        format!("{{{}}}:{name}", self.prefix)
+    }
+
+    /// LIST of `AgentJob`s waiting for a runner (LPUSH to enqueue, BLMOVE from the right).
+    pub fn ready_list(&self) -> String {
+        self.global("ready")
+    }
+
+    /// ZSET runner id → lease expiry (ms, Redis clock). A member past its score is dead.
+    pub fn runners_zset(&self) -> String {
+        self.global("runners")
+    }
+
+    /// HASH describing one runner (host, slots, busy, startedAt) for `GET /api/runners`.
+    pub fn runner_info_hash(&self, runner: &RunnerId) -> String {
+        self.global(&format!("runner:{runner}:info"))
+    }
+
+    /// LIST of the agent jobs one runner holds (the BLMOVE destination).
+    pub fn runner_claimed_list(&self, runner: &RunnerId) -> String {
+        self.global(&format!("runner:{runner}:claimed"))
+    }
+
+    /// ZSET session id → createdAt (ms): the sessions index, read newest first.
+    pub fn sessions_index(&self) -> String {
+        self.global("sessions")
+    }
+
+    /// ZSET session id → deadline (ms) of sessions still `decomposing`.
+    pub fn decomposing_zset(&self) -> String {
+        self.global("decomposing")
+    }
+
+    /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
+    pub fn control_channel(&self) -> String {
+        self.global("control")
+    }
+
+    pub fn session(&self, id: SessionId) -> SessionKeys {
+        SessionKeys {
+            base: format!("{}:{{{id}}}:", self.prefix),
+        }
+    }
+
+    /// The session a `<prefix>:{<id>}:live` channel belongs to.
+    pub fn session_of_channel(&self, channel: &str) -> Option<SessionId> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        let id = rest.strip_suffix("}:live")?;
+        SessionId::parse(id).ok()
+    }
+}
+
+/// The keys of one session, all under the hash tag `{<sessionId>}`.
+#[derive(Clone, Debug)]
+pub struct SessionKeys {
+    base: String,
+}
+
+impl SessionKeys {
+    /// HASH: id, prompt, agentCount, status, createdAt, error, finishedAt, seq.
+    pub fn session_hash(&self) -> String {
+        format!("{}session", self.base)
+    }
+
+    /// LIST of todo ids in creation order.
+    pub fn todo_ids_list(&self) -> String {
+        format!("{}todos", self.base)
+    }
+
+    /// LIST of agent ids in creation order.
+    pub fn agent_ids_list(&self) -> String {
+        format!("{}agents", self.base)
+    }
+
+    /// LIST of todo ids waiting for an agent (LPOP takes the next; retries are pushed back left).
+    pub fn pending_list(&self) -> String {
+        format!("{}pending", self.base)
+    }
+
+    /// STREAM of recorded events, entry id `<seq>-0`, capped with MAXLEN ~.
+    pub fn events_stream(&self) -> String {
+        format!("{}events", self.base)
+    }
+
+    /// Pub/sub channel carrying each event as it is recorded.
+    pub fn live_channel(&self) -> String {
+        format!("{}live", self.base)
+    }
+
+    /// Prefix of the per-TODO hashes; Lua appends the todo id.
+    pub fn todo_prefix(&self) -> String {
+        format!("{}todo:", self.base)
+    }
+
+    /// Prefix of the per-agent hashes; Lua appends the agent id.
+    pub fn agent_prefix(&self) -> String {
+        format!("{}agent:", self.base)
+    }
+
+    /// HASH of one TODO: id, description, status, assignedTo, result, error, attempts.
+    pub fn todo_hash(&self, id: TodoId) -> String {
+        format!("{}{id}", self.todo_prefix())
+    }
+
+    /// HASH of one agent: id, sessionId, status, currentTaskId, sandboxId, streamUrl, runner,
+    /// token (the fencing counter), ebatch (last applied event batch).
+    pub fn agent_hash(&self, id: AgentId) -> String {
+        format!("{}{id}", self.agent_prefix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_share_one_hash_tag() {
+        let keys = Keys::new("swarmq").unwrap();
+        let id = SessionId::new();
+        let s = keys.session(id);
+        let tag = format!("{{{id}}}");
+        for key in [
+            s.session_hash(),
+            s.todo_ids_list(),
+            s.agent_ids_list(),
+            s.pending_list(),
+            s.events_stream(),
+            s.todo_hash(TodoId::new()),
+            s.agent_hash(AgentId::new()),
+        ] {
+            assert!(key.starts_with("swarmq:"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+            assert!(key.contains(&tag), "{key}");
+        }
+        assert_eq!(keys.session_of_channel(&s.live_channel()), Some(id));
+        assert_eq!(keys.session_of_channel("other:{x}:live"), None);
+    }
+
+    #[test]
+    fn global_keys_share_the_prefix_tag() {
+        let keys = Keys::new("q1").unwrap();
+        let r = RunnerId::generate("host");
+        for key in [
+            keys.ready_list(),
+            keys.runner_claimed_list(&r),
+            keys.runners_zset(),
+        ] {
+            assert!(key.starts_with("{q1}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn prefixes_that_would_break_hash_tags_are_refused() {
+        assert!(Keys::new("").is_err());
+        assert!(Keys::new("a{b}").is_err());
+        assert!(Keys::new("has space").is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! What both swarmq daemons share: the public data model, the event enum, the worker line
+//! protocol, the Redis key schema, the Lua state transitions and a typed [`Store`] around them.
+//!
+//! # Layout
+//! - [`ids`]: newtype ids (`SessionId`, `AgentId`, `TodoId`, `RunnerId`) and `AgentJob`.
+//! - [`model`]: `Session`, `Todo`, `Agent` exactly as the original plan's Step 1 types.
+//! - [`event`]: the Socket.IO events, one enum; every transition that records state emits them.
+//! - [`protocol`]: the lines a worker prints and the task lines it reads.
+//! - [`keys`]: every Redis key and channel name; no other module formats a key.
+//! - [`scripts`]: the Lua transitions (one `.lua` file each, under `src/lua/`).
+//! - [`store`]: the only code that talks to Redis about sessions, runners and the queue.
+//! - [`reaper`]: hands a dead runner's work back; run by every live process.
+//! - [`telemetry`]: tracing set-up shared by the binaries.
+
+pub mod cli;
+pub mod event;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod protocol;
+pub mod reaper;
+pub mod scripts;
+pub mod store;
+pub mod telemetry;
+
+pub use event::{Event, EventEnvelope};
+pub use ids::{AgentId, AgentJob, IdError, RunnerId, SessionId, TodoId};
+pub use keys::Keys;
+pub use model::{Agent, AgentStatus, Session, SessionStatus, Todo, TodoStatus};
+pub use store::{Store, StoreError};
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp in the public contract.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

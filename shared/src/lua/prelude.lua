@@ -1,0 +1,75 @@
+-- prelude.lua: shared helpers, prepended to every session transition by scripts.rs.
+--
+-- Every session script receives the same first keys and arguments (all keys of one session share
+-- the hash tag {<sessionId>}, so a script touches one Cluster slot; the global keys some scripts
+-- add from KEYS[6] on are the documented exception, see docs/redis-schema.md):
+--   KEYS[1] session hash    KEYS[2] todo ids list    KEYS[3] agent ids list
+--   KEYS[4] pending list    KEYS[5] events stream
+--   ARGV[1] todo hash key prefix   ARGV[2] agent hash key prefix
+--   ARGV[3] live pub/sub channel   ARGV[4] events stream max length (approximate)
+-- Script-specific arguments start at ARGV[5].
+local S_SESSION, S_TODOS, S_AGENTS, S_PENDING, S_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local TODO_PREFIX, AGENT_PREFIX, CHANNEL, MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local function todo_key(tid) return TODO_PREFIX .. tid end
+local function agent_key(aid) return AGENT_PREFIX .. aid end
+
+-- A JSON string literal (quoted, escaped).
+local function jstr(s) return cjson.encode(s) end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Records one event: takes the session's next seq, appends entry <seq>-0 to the capped stream and
+-- publishes the envelope {"seq","event","data"} on the live channel. `payload` is a JSON object
+-- without seq; seq is spliced in as its last field. Returns the seq.
+local function emit(name, payload)
+  local seq = redis.call('HINCRBY', S_SESSION, 'seq', 1)
+  local data
+  if payload == '{}' then
+    data = '{"seq":' .. seq .. '}'
+  else
+    data = string.sub(payload, 1, -2) .. ',"seq":' .. seq .. '}'
+  end
+  redis.call('XADD', S_EVENTS, 'MAXLEN', '~', MAXLEN, seq .. '-0', 'event', name, 'data', data)
+  redis.call('PUBLISH', CHANNEL, '{"seq":' .. seq .. ',"event":"' .. name .. '","data":' .. data .. '}')
+  return seq
+end
+
+-- {"todoId","agentId","error","attempts"}: the payload of task:failed and task:retry.
+local function failure_payload(tid, aid, err, attempts)
+  return '{"todoId":"' .. tid .. '","agentId":"' .. aid .. '","error":' .. jstr(err) ..
+    ',"attempts":' .. attempts .. '}'
+end
+
+-- Terminates one agent (once): status terminated, token bumped so whoever still holds it is
+-- fenced off, agent:terminated emitted. Returns true if this call terminated it.
+local function terminate(aid)
+  local akey = agent_key(aid)
+  local status = redis.call('HGET', akey, 'status')
+  if not status or status == 'terminated' then return false end
+  redis.call('HSET', akey, 'status', 'terminated', 'currentTaskId', '', 'runner', '')
+  redis.call('HINCRBY', akey, 'token', 1)
+  emit('agent:terminated', '{"agentId":"' .. aid .. '"}')
+  return true
+end
+
+-- Ends the session with a final status, emitting session:complete exactly once.
+local function finish_session(status, err)
+  local sid = redis.call('HGET', S_SESSION, 'id')
+  redis.call('HSET', S_SESSION, 'status', status, 'finishedAt', now_ms())
+  local payload = '{"sessionId":"' .. sid .. '","status":"' .. status .. '"'
+  if err then
+    redis.call('HSET', S_SESSION, 'error', err)
+    payload = payload .. ',"error":' .. jstr(err)
+  end
+  emit('session:complete', payload .. '}')
+end
+
+-- The agent hash's fencing token equals `token`.
+local function holds(aid, token)
+  return redis.call('HGET', agent_key(aid), 'token') == token
+end
+

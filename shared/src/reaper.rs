@@ -1,0 +1,58 @@
+//! Hands a dead runner's work back to the queue. Every live process (coordinators and runners)
+//! runs [`reap_once`] periodically, so recovery needs no particular process to survive.
+//!
+//! A runner is dead when its lease (`runners` zset score, Redis clock) has passed. For each agent
+//! job in its claimed list: `release_agent` (by runner id, attempt counted) puts the in-flight
+//! TODO back to pending and fences the old holder; `requeue_job` moves the job back to the ready
+//! list. Both steps are idempotent and guarded, so two reapers racing, or a reaper dying halfway,
+//! never duplicate or lose a job. A runner that was only frozen notices at its next heartbeat
+//! (re-added) and drops what it held; its late writes are rejected by the fencing token.
+
+use crate::ids::{AgentJob, RunnerId};
+use crate::store::{Owner, Result, Store};
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReapReport {
+    pub runners: usize,
+    pub jobs_requeued: usize,
+    pub todos_released: usize,
+}
+
+pub async fn reap_once(store: &Store) -> Result<ReapReport> {
+    let mut report = ReapReport::default();
+    for runner in store.dead_runners(32).await? {
+        report.runners += 1;
+        reap_runner(store, &runner, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn reap_runner(store: &Store, runner: &RunnerId, report: &mut ReapReport) -> Result<()> {
+    for job in store.claimed_jobs(runner).await? {
+        match AgentJob::parse(&job) {
+            Ok(agent_job) => {
+                let reason = format!("runner {runner} stopped responding (lease expired)");
+                if store
+                    .release_agent(agent_job, Owner::Runner(runner), true, &reason)
+                    .await?
+                {
+                    report.todos_released += 1;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%runner, error = %e, "dropping a malformed claimed job");
+                store.drop_claimed(runner, &job).await?;
+                continue;
+            }
+        }
+        if store.requeue_job(runner, &job).await? {
+            report.jobs_requeued += 1;
+            tracing::warn!(%runner, job, "requeued the job of a dead runner");
+        }
+    }
+    if store.forget_runner(runner).await? {
+        tracing::info!(%runner, "forgot dead runner");
+    }
+    Ok(())
+}
