@@ -100,8 +100,10 @@ async fn create(
 async fn create_session(state: &AppState, id: SessionId, new: NewSession) -> Result<(), ApiError> {
     let limits = state.limits;
     let created_at = now_ms();
-    // Grace beyond the planner's own timeout, so the watchdog never races a live coordinator.
-    let deadline = created_at + limits.decompose_timeout.as_millis() as u64 + 30_000;
+    // Grace beyond the planner's own timeout (as long again, at most 30 s), so the watchdog never
+    // races a live coordinator that is still finishing the call.
+    let timeout = limits.decompose_timeout.as_millis() as u64;
+    let deadline = created_at + timeout + timeout.min(30_000);
     if !state
         .store
         .init_session(id, &new.prompt, new.agent_count, created_at, deadline)

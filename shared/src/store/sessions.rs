@@ -120,7 +120,7 @@ impl Store {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {
-            "cancelled" => CancelOutcome::Cancelled,
+            "ok" => CancelOutcome::Cancelled,
             "missing" => CancelOutcome::NotFound,
             other => CancelOutcome::Finished(SessionStatus::parse(other).ok_or_else(|| {
                 StoreError::Corrupt(format!("session {id} has status {other:?}"))

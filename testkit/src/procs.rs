@@ -1,0 +1,191 @@
+//! The built binaries as separate processes, with JSON logs captured for assertions.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// `target/<profile>/<name>`, next to the running test binary.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .to_owned();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose stderr (JSON log lines) is collected.
+pub struct Process {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Process {
+    fn spawn(name: &str, envs: &[(String, String)]) -> Self {
+        let mut cmd = Command::new(binary(name));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("SWARMQ_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .current_dir(crate::repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn binary");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("SWARMQ_TEST_ECHO").is_some() {
+                    eprintln!("{line}");
+                }
+                sink.lock().expect("logs").push(line);
+            }
+        });
+        Self {
+            child,
+            logs,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Log lines (parsed) whose message contains `needle`.
+    pub fn log_messages(&self, needle: &str) -> Vec<serde_json::Value> {
+        self.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
+            .collect()
+    }
+
+    /// Waits (without blocking the runtime) for a log message containing `needle`.
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.log_messages(needle).into_iter().next() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("no {needle:?} in logs:\n{}", self.logs().join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.pid()), signal);
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        if self.status.is_some() {
+            return self.status;
+        }
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.status = Some(status);
+                return self.status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `swarmq-coordinator` on a free port.
+pub struct CoordinatorProcess {
+    pub process: Process,
+    pub url: String,
+}
+
+impl CoordinatorProcess {
+    pub async fn start(redis_url: &str, extra: &[(&str, &str)]) -> Self {
+        let mut envs: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), redis_url.into()),
+            ("HOST".into(), "127.0.0.1".into()),
+            ("PORT".into(), "0".into()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let process = Process::spawn("swarmq-coordinator", &envs);
+        let ready = process
+            .wait_log("coordinator ready", Duration::from_secs(20))
+            .await;
+        let addr = ready["addr"]
+            .as_str()
+            .expect("addr in ready log")
+            .to_owned();
+        Self {
+            process,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    pub fn api(&self) -> crate::Api {
+        crate::Api::new(&self.url)
+    }
+}
+
+/// `swarmq-runner` with a worker command.
+pub struct RunnerProcess {
+    pub process: Process,
+}
+
+impl RunnerProcess {
+    pub async fn start(redis_url: &str, worker_cmd: &str, extra: &[(&str, &str)]) -> Self {
+        let mut envs: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), redis_url.into()),
+            ("SWARMQ_WORKER_CMD".into(), worker_cmd.into()),
+            ("SWARMQ_RETRY_BACKOFF_MS".into(), "50".into()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let process = Process::spawn("swarmq-runner", &envs);
+        process
+            .wait_log("runner ready", Duration::from_secs(20))
+            .await;
+        Self { process }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        self.process.signal(signal);
+    }
+}

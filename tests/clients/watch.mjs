@@ -1,0 +1,60 @@
+// A session watcher built on the official socket.io-client, for the test suite.
+//
+//   node watch.mjs URL SESSION_ID [--since N] [--plain] [--timeout SECS] [--transport websocket|polling]
+//                  [--rooms N] [--garbage]
+//
+// Prints one JSON object per line on stdout: {"type":"connect"}, {"type":"ack", ...},
+// {"type":"event","event":NAME,"data":PAYLOAD}, {"type":"disconnect","reason":...}.
+// Joins with {sessionId, since} (or the plain id with --plain). On reconnect it re-joins with the
+// last seq it saw, so it never misses an event. Exits 0 after session:complete, 1 on timeout.
+import { io } from "socket.io-client";
+
+const [url, sessionId, ...rest] = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = rest.indexOf(name);
+  return i >= 0 ? rest[i + 1] : dflt;
+};
+const flag = (name) => rest.includes(name);
+let lastSeq = Number(opt("--since", "0"));
+const plain = flag("--plain");
+const timeout = Number(opt("--timeout", "60")) * 1000;
+const transport = opt("--transport", "websocket");
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+const socket = io(url, { transports: [transport], reconnectionDelay: 100, reconnectionDelayMax: 500 });
+const EVENTS = [
+  "task:created", "task:assigned", "task:completed", "agent:thinking", "agent:reasoning",
+  "agent:terminated", "session:complete", "agent:stream_ready", "task:failed", "task:retry",
+];
+for (const event of EVENTS) {
+  socket.on(event, (data) => {
+    if (typeof data?.seq === "number") lastSeq = Math.max(lastSeq, data.seq);
+    out({ type: "event", event, data });
+    if (event === "session:complete") {
+      setTimeout(() => { socket.close(); process.exit(0); }, 200);
+    }
+  });
+}
+socket.on("connect", () => {
+  out({ type: "connect", id: socket.id });
+  if (flag("--garbage")) {
+    // Hostile inputs first: none of them may hurt this (or any other) connection.
+    for (const bad of [42, null, {}, [1, 2], { sessionId: 7 }, { sessionId: "x", since: -1 }, "not-a-uuid"]) {
+      socket.emit("session:join", bad, (ack) => out({ type: "garbage-ack", ack }));
+    }
+    socket.emit("no:such:event", "whatever");
+  }
+  const extra = Number(opt("--rooms", "0"));
+  for (let i = 0; i < extra; i++) {
+    const fake = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+    socket.emit("session:join", { sessionId: fake, since: 0 });
+  }
+  if (plain) {
+    socket.emit("session:join", sessionId);
+  } else {
+    socket.emit("session:join", { sessionId, since: lastSeq }, (ack) => out({ type: "ack", ack }));
+  }
+});
+socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
+socket.on("connect_error", (err) => out({ type: "connect_error", message: err.message }));
+setTimeout(() => { out({ type: "timeout" }); process.exit(1); }, timeout);

@@ -1,0 +1,70 @@
+"""A session watcher built on python-socketio, for the test suite.
+
+    python3 watch.py URL SESSION_ID [--since N] [--timeout SECS]
+
+Prints one JSON object per line (same shapes as watch.mjs). Exits 0 after session:complete.
+"""
+import argparse
+import json
+import sys
+import threading
+
+import socketio
+
+EVENTS = [
+    "task:created", "task:assigned", "task:completed", "agent:thinking", "agent:reasoning",
+    "agent:terminated", "session:complete", "agent:stream_ready", "task:failed", "task:retry",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("session_id")
+    parser.add_argument("--since", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+
+    lock = threading.Lock()
+    last_seq = [args.since]
+    done = threading.Event()
+    sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
+
+    def out(obj):
+        with lock:
+            sys.stdout.write(json.dumps(obj) + "\n")
+            sys.stdout.flush()
+
+    def make_handler(name):
+        def handler(data):
+            if isinstance(data, dict) and isinstance(data.get("seq"), int):
+                last_seq[0] = max(last_seq[0], data["seq"])
+            out({"type": "event", "event": name, "data": data})
+            if name == "session:complete":
+                done.set()
+        return handler
+
+    for name in EVENTS:
+        sio.on(name, make_handler(name))
+
+    @sio.event
+    def connect():
+        out({"type": "connect", "id": sio.sid})
+        sio.emit("session:join", {"sessionId": args.session_id, "since": last_seq[0]},
+                 callback=lambda ack: out({"type": "ack", "ack": ack}))
+
+    @sio.event
+    def disconnect(*_reason):
+        out({"type": "disconnect"})
+
+    sio.connect(args.url, transports=["websocket"], wait_timeout=10)
+    finished = done.wait(args.timeout)
+    sio.disconnect()
+    if not finished:
+        out({"type": "timeout"})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
