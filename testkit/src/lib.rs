@@ -40,23 +40,21 @@ pub fn fixture_worker(flags: &str) -> String {
         .to_owned()
 }
 
-/// An absolute python3, so workers do not pay for a PATH shim.
+/// The absolute path of the `python3` on PATH (resolved once), so workers neither pay for a
+/// version-manager shim (pyenv's adds ~100 ms and its own environment) nor depend on it.
 pub fn python() -> String {
-    for candidate in ["/usr/bin/python3", "/usr/local/bin/python3"] {
-        if std::path::Path::new(candidate).exists() && has_requirements(candidate) {
-            return candidate.to_owned();
-        }
-    }
-    "python3".to_owned()
-}
-
-fn has_requirements(python: &str) -> bool {
-    std::process::Command::new(python)
-        .args(["-c", "import anthropic"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "python3".to_owned())
+        })
+        .clone()
 }
 
 /// Polls `check` every 50 ms until it yields `Some`, or panics with `what` after `limit`.

@@ -118,6 +118,23 @@ impl Process {
         None
     }
 
+    /// The exit status if the process has already exited (without waiting).
+    pub fn wait_exit_now(&self) -> Option<ExitStatus> {
+        let pid = Pid::from_raw(self.pid());
+        match nix::sys::wait::waitpid(
+            pid,
+            Some(
+                nix::sys::wait::WaitPidFlag::WNOHANG
+                    | nix::sys::wait::WaitPidFlag::WNOWAIT
+                    | nix::sys::wait::WaitPidFlag::WEXITED,
+            ),
+        ) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => None,
+            Ok(_) => Some(std::os::unix::process::ExitStatusExt::from_raw(0)),
+            Err(_) => self.status,
+        }
+    }
+
     pub fn kill(&mut self) {
         if self.status.is_none() {
             let _ = self.child.kill();
