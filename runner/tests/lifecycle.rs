@@ -77,7 +77,7 @@ async fn agent_count_bounds_concurrency_however_many_runners_run() {
     let mut cluster = Cluster::start(3, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "4")]).await;
     let _ = &mut cluster;
     let api = cluster.api();
-    let work = vec!["sleep:0.3"; 6].join("; ");
+    let work = ["sleep:0.3"; 6].join("; ");
     let a = api.create_ok(&work, 2).await;
     let b = api.create_ok(&work, 3).await;
     for id in [&a, &b] {
