@@ -1,6 +1,7 @@
 //! The HTTP API: one router per resource, merged here. Unknown routes answer a JSON 404.
 
 mod body;
+mod cluster;
 mod health;
 mod sessions;
 
@@ -18,6 +19,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sessions::router())
+        .merge(cluster::router())
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

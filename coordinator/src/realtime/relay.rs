@@ -72,8 +72,16 @@ enum RoomCmd {
 struct JoinRequest {
     socket: SocketRef,
     since: Option<u64>,
-    ack: AckSender,
+    /// Taken by whoever answers first: the room (in order with the replay), or `Relay::join`
+    /// when the room did not answer in time — so a client always gets an ack.
+    ack: SharedAck,
     done: oneshot::Sender<Result<(), String>>,
+}
+
+type SharedAck = Arc<Mutex<Option<AckSender>>>;
+
+fn take_ack(ack: &SharedAck) -> Option<AckSender> {
+    ack.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 enum SubCommand {
@@ -135,10 +143,11 @@ impl Relay {
             }
         };
         let (done, wait) = oneshot::channel();
+        let ack: SharedAck = Arc::new(Mutex::new(Some(ack)));
         let request = JoinRequest {
             socket: socket.clone(),
             since,
-            ack,
+            ack: ack.clone(),
             done,
         };
         let outcome = if tx.send(RoomCmd::Join(request)).is_err() {
@@ -151,7 +160,10 @@ impl Relay {
             }
         };
         if let Err(error) = outcome {
-            tracing::debug!(socket = %socket.id, %session, error, "join failed");
+            tracing::warn!(socket = %socket.id, %session, error, "join failed");
+            if let Some(ack) = take_ack(&ack) {
+                let _ = ack.send(&serde_json::json!({ "ok": false, "error": error }));
+            }
             self.leave(&socket, session);
         }
     }
@@ -378,9 +390,12 @@ impl Room {
             done,
         } = request;
         let result = self.join(&socket, since).await;
+        let ack = take_ack(&ack);
         match result {
             Ok((ack_body, events)) => {
-                let _ = ack.send(&ack_body);
+                if let Some(ack) = ack {
+                    let _ = ack.send(&ack_body);
+                }
                 for (event, data) in &events {
                     emit_to(&socket, event, data).await;
                 }
@@ -388,7 +403,9 @@ impl Room {
                 let _ = done.send(Ok(()));
             }
             Err(error) => {
-                let _ = ack.send(&serde_json::json!({ "ok": false, "error": error }));
+                if let Some(ack) = ack {
+                    let _ = ack.send(&serde_json::json!({ "ok": false, "error": error }));
+                }
                 let _ = done.send(Err(error));
             }
         }

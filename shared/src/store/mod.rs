@@ -22,7 +22,7 @@ pub use agents::{
     AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome, TerminateOutcome,
 };
 pub use runners::{Claimer, RunnerInfo};
-pub use sessions::{CancelOutcome, CreateOutcome, RecordedEvent, SessionPage};
+pub use sessions::{CancelOutcome, CreateOutcome, RecordedEvent, SessionCounts, SessionPage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -373,3 +373,63 @@ impl Store {
         Ok(status.as_deref().and_then(SessionStatus::parse))
     }
 }
+
+/// Counts over the newest sessions, for `GET /api/stats`.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCounts {
+    pub decomposing: u64,
+    pub running: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// TODOs waiting in the pending lists of running sessions.
+    pub pending_todos: u64,
+    /// How many of the newest sessions were counted (the index may hold more).
+    pub scanned: u64,
+}
+
+impl Store {
+    /// Status counts over the `limit` newest sessions (pipelined: two round trips).
+    pub async fn session_counts(&self, limit: usize) -> Result<SessionCounts> {
+        let ids: Vec<String> = self
+            .conn()
+            .zrevrange(
+                self.keys.sessions_index(),
+                0,
+                limit.saturating_sub(1) as isize,
+            )
+            .await?;
+        let ids: Vec<SessionId> = ids
+            .iter()
+            .filter_map(|i| SessionId::parse(i).ok())
+            .collect();
+        let mut counts = SessionCounts::default();
+        if ids.is_empty() {
+            return Ok(counts);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            let k = self.keys.session(*id);
+            pipe.hget(k.session_hash(), "status").llen(k.pending_list());
+        }
+        let rows: Vec<(Option<String>, u64)> = pipe.query_async(&mut self.conn()).await?;
+        for (status, pending) in rows {
+            let Some(status) = status.as_deref().and_then(SessionStatus::parse) else {
+                continue;
+            };
+            counts.scanned += 1;
+            match status {
+                SessionStatus::Decomposing => counts.decomposing += 1,
+                SessionStatus::Running => {
+                    counts.running += 1;
+                    counts.pending_todos += pending;
+                }
+                SessionStatus::Completed => counts.completed += 1,
+                SessionStatus::Failed => counts.failed += 1,
+                SessionStatus::Cancelled => counts.cancelled += 1,
+            }
+        }
+        Ok(counts)
+    }
+}

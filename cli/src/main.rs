@@ -1,0 +1,244 @@
+//! `swarmq`: the command line for a swarmq coordinator.
+//!
+//! # Layout
+//! - this file: the commands (clap) and their output;
+//! - [`api`]: the HTTP calls, with clear errors when the coordinator is unreachable;
+//! - [`live`]: a minimal Socket.IO v5 client (Engine.IO v4 over a websocket) that joins a
+//!   session with `since` and re-joins after a reconnect, so no event is missed;
+//! - [`progress`]: the live terminal view (progress bar, each agent's latest action).
+
+mod api;
+mod live;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::api::Api;
+
+#[derive(Parser)]
+#[command(
+    name = "swarmq",
+    version,
+    about = "Submit, watch, inspect and cancel swarmq sessions"
+)]
+struct Cli {
+    /// Coordinator base URL.
+    #[arg(
+        long,
+        env = "SWARMQ_URL",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a session: the prompt is split into TODOs worked by N agents.
+    Submit {
+        prompt: String,
+        /// Number of agents.
+        #[arg(long, short = 'n', default_value_t = 2)]
+        agents: u32,
+        /// Watch it live until it ends (exit status 1 if it fails or is cancelled).
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
+    /// Watch a session live until it ends (exit status 1 if it fails or is cancelled).
+    Watch { id: String },
+    /// Show a session.
+    Get {
+        id: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sessions, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a session: its workers are killed, no further TODO starts.
+    Cancel { id: String },
+    /// Registered runners and the slots they use.
+    Runners {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue depth, runners and sessions by status.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("swarmq: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&cli.url)?;
+    match cli.command {
+        Command::Submit {
+            prompt,
+            agents,
+            watch,
+        } => {
+            let id = api.submit(&prompt, agents).await?;
+            println!("{id}");
+            if watch {
+                return progress::watch(&api, &id).await;
+            }
+        }
+        Command::Watch { id } => return progress::watch(&api, &id).await,
+        Command::Get { id, json } => {
+            let session = api.session(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&session)?);
+            } else {
+                print_session(&session);
+            }
+        }
+        Command::List { limit, json } => {
+            let page = api.get(&format!("/api/sessions?limit={limit}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                for s in page["sessions"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<11} {} agent(s)  {}",
+                        s["id"].as_str().unwrap_or("?"),
+                        s["status"].as_str().unwrap_or("?"),
+                        s["agentCount"],
+                        one_line(s["prompt"].as_str().unwrap_or(""), 60)
+                    );
+                }
+            }
+        }
+        Command::Cancel { id } => {
+            api.cancel(&id).await?;
+            println!("cancelled {id}");
+        }
+        Command::Runners { json } => {
+            let body = api.get("/api/runners").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                let runners = body["runners"].as_array().cloned().unwrap_or_default();
+                if runners.is_empty() {
+                    println!("no runners registered");
+                }
+                for r in runners {
+                    println!(
+                        "{}  {}  busy {}/{}{}{}",
+                        r["id"].as_str().unwrap_or("?"),
+                        r["host"].as_str().unwrap_or("?"),
+                        r["busy"],
+                        r["slots"],
+                        if r["draining"] == true {
+                            "  draining"
+                        } else {
+                            ""
+                        },
+                        if r["alive"] == true {
+                            ""
+                        } else {
+                            "  (lease expired)"
+                        },
+                    );
+                }
+            }
+        }
+        Command::Stats { json } => {
+            let s = api.get("/api/stats").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("ready queue     {}", s["readyQueue"]);
+                println!(
+                    "runners         {} live, {} of {} slots busy",
+                    s["runners"]["live"], s["runners"]["busy"], s["runners"]["slots"]
+                );
+                let ss = &s["sessions"];
+                println!(
+                    "sessions        {} decomposing, {} running ({} TODOs pending), {} completed, {} failed, {} cancelled",
+                    ss["decomposing"],
+                    ss["running"],
+                    ss["pendingTodos"],
+                    ss["completed"],
+                    ss["failed"],
+                    ss["cancelled"]
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_session(s: &Value) {
+    println!("session   {}", s["id"].as_str().unwrap_or("?"));
+    println!("status    {}", s["status"].as_str().unwrap_or("?"));
+    if let Some(e) = s["error"].as_str() {
+        println!("error     {e}");
+    }
+    println!(
+        "prompt    {}",
+        one_line(s["prompt"].as_str().unwrap_or(""), 100)
+    );
+    println!("todos");
+    for t in s["todos"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<9} {}  {}",
+            t["status"].as_str().unwrap_or("?"),
+            short(t["id"].as_str().unwrap_or("?")),
+            one_line(t["description"].as_str().unwrap_or(""), 70)
+        );
+        if let Some(r) = t["result"].as_str() {
+            println!("            → {}", one_line(r, 90));
+        }
+        if let Some(e) = t["error"].as_str() {
+            println!("            ✗ {}", one_line(e, 90));
+        }
+    }
+    println!("agents");
+    for a in s["agents"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<10} {}  task {}",
+            a["status"].as_str().unwrap_or("?"),
+            short(a["id"].as_str().unwrap_or("?")),
+            a["currentTaskId"].as_str().map(short).unwrap_or("-")
+        );
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        format!(
+            "{}…",
+            flat.chars().take(max.saturating_sub(1)).collect::<String>()
+        )
+    } else {
+        flat
+    }
+}

@@ -1,0 +1,71 @@
+//! `GET /api/runners` and `GET /api/stats`: what the cluster is doing, for operators and the CLI.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use swarmq_shared::now_ms;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Sessions counted by `GET /api/stats` (newest first).
+const STATS_SCAN: usize = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/runners", get(runners))
+        .route("/api/stats", get(stats))
+}
+
+async fn runners(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let runners: Vec<Value> = state
+        .store
+        .runners()
+        .await?
+        .into_iter()
+        .map(|r| {
+            let num = |k: &str| {
+                r.info
+                    .get(k)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            json!({
+                "id": r.id,
+                "host": r.info.get("host"),
+                "pid": num("pid"),
+                "slots": num("slots"),
+                "busy": num("busy"),
+                "draining": r.info.get("draining").is_some_and(|d| d == "true"),
+                "version": r.info.get("version"),
+                "alive": r.lease_expires_at > now,
+                "leaseExpiresAt": r.lease_expires_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "runners": runners })))
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let runners = state.store.runners().await?;
+    let live: Vec<_> = runners
+        .iter()
+        .filter(|r| r.lease_expires_at > now)
+        .collect();
+    let sum = |k: &str| -> u64 {
+        live.iter()
+            .filter_map(|r| r.info.get(k).and_then(|v| v.parse::<u64>().ok()))
+            .sum()
+    };
+    let ready = state.store.ready_depth().await?;
+    let sessions = state.store.session_counts(STATS_SCAN).await?;
+    Ok(Json(json!({
+        "readyQueue": ready,
+        "runners": { "live": live.len(), "slots": sum("slots"), "busy": sum("busy") },
+        "sessions": sessions,
+        "socketRooms": state.relay.rooms(),
+    })))
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need (the Python
+# requirements, the npm Socket.IO client), builds the binaries, then runs the Rust unit and
+# integration tests (private redis-servers, real processes, real clients) and pytest.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -- NAME    # only Rust tests whose name contains NAME (no pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "test.sh: '$1' is required: $2" >&2; exit 1; }; }
+need cargo "install Rust from https://rustup.rs"
+need python3 "apt-get install python3 python3-pip"
+need node "apt-get install nodejs npm"
+need npm "apt-get install npm"
+need redis-server "apt-get install redis-server (the tests start their own private servers)"
+
+echo "== installing test dependencies"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+
+filter=()
+if [ "${1:-}" = "--" ] && [ -n "${2:-}" ]; then filter=("$2"); fi
+
+echo "== building"
+cargo build --workspace --bins --tests --quiet
+
+echo "== rust tests"
+cargo test --workspace --quiet -- "${filter[@]}"
+
+if [ ${#filter[@]} -eq 0 ]; then
+  echo "== python tests"
+  python3 -m pytest workers/tests -q
+fi
