@@ -8,11 +8,12 @@ use serde_json::{Value, json};
 
 pub struct Api {
     base: String,
+    token: Option<String>,
     http: reqwest::Client,
 }
 
 impl Api {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
@@ -22,11 +23,15 @@ impl Api {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(300))
             .build()?;
-        Ok(Self { base, http })
+        Ok(Self { base, token, http })
     }
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     pub async fn submit(&self, prompt: &str, agents: u32) -> anyhow::Result<String> {
@@ -63,7 +68,10 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
                 anyhow::anyhow!(

@@ -38,6 +38,7 @@ pub enum Update {
 /// Watches `session` from `since`, calling `on_update` for every update until it returns false.
 pub async fn watch(
     base: &str,
+    token: Option<&str>,
     session: &str,
     mut since: u64,
     mut on_update: impl FnMut(Update) -> bool,
@@ -49,7 +50,7 @@ pub async fn watch(
     );
     let mut failures = 0u32;
     loop {
-        match session_stream(&ws_url, session, &mut since, &mut on_update).await {
+        match session_stream(&ws_url, token, session, &mut since, &mut on_update).await {
             Ok(()) => return Ok(()),
             Err(e) if e.downcast_ref::<Refused>().is_some() => return Err(e),
             Err(e) => {
@@ -69,6 +70,7 @@ pub async fn watch(
 /// One connection. `Ok` when the caller is done; `Err` when the connection failed (retry).
 async fn session_stream(
     ws_url: &str,
+    token: Option<&str>,
     session: &str,
     since: &mut u64,
     on_update: &mut impl FnMut(Update) -> bool,
@@ -96,7 +98,13 @@ async fn session_stream(
         };
         let (kind, rest) = text.split_at(text.len().min(1));
         match kind {
-            "0" => ws.send(Message::text("40")).await?,
+            "0" => {
+                let connect = match token {
+                    Some(t) => format!("40{}", json!({ "token": t })),
+                    None => "40".to_owned(),
+                };
+                ws.send(Message::text(connect)).await?
+            }
             "2" => ws.send(Message::text("3")).await?,
             "4" => {
                 let (packet, payload) = rest.split_at(rest.len().min(1));
@@ -138,7 +146,11 @@ async fn session_stream(
                             return Ok(());
                         }
                     }
-                    "4" => bail!("the coordinator refused the connection: {payload}"),
+                    "4" => {
+                        let message: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+                        let why = message["message"].as_str().unwrap_or(payload).to_owned();
+                        return Err(Refused(format!("connection refused: {why}")).into());
+                    }
                     _ => {}
                 }
             }

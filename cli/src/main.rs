@@ -33,6 +33,9 @@ struct Cli {
         global = true
     )]
     url: String,
+    /// API token, when the coordinator requires one.
+    #[arg(long, env = "SWARMQ_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,7 +96,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&cli.url)?;
+    let api = Api::new(&cli.url, cli.token.clone())?;
     match cli.command {
         Command::Submit {
             prompt,

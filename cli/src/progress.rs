@@ -21,7 +21,7 @@ pub async fn watch(api: &Api, id: &str) -> anyhow::Result<ExitCode> {
     }
     let since = snapshot["lastSeq"].as_u64().unwrap_or(0);
     view.render(true);
-    live::watch(api.base(), id, since, |update| {
+    live::watch(api.base(), api.token(), id, since, |update| {
         match update {
             Update::Joined(ack) => {
                 if ack["truncated"] == true {

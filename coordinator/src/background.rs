@@ -1,5 +1,6 @@
 //! The coordinator's periodic duties: fail sessions whose decomposition was abandoned (their
-//! coordinator died mid-POST), and reap dead runners (any live process may).
+//! coordinator died mid-POST), reap dead runners (any live process may), sample the queue gauges
+//! for /metrics, and trim expired sessions from the index.
 
 use std::time::Duration;
 
@@ -11,11 +12,13 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 pub async fn run(store: Store, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        n += 1;
         if let Err(e) = fail_abandoned_decompositions(&store).await {
             tracing::debug!(error = %e, "decomposition watchdog pass failed");
         }
@@ -23,6 +26,16 @@ pub async fn run(store: Store, shutdown: CancellationToken) {
             Ok(report) if report.runners > 0 => tracing::warn!(?report, "reaped dead runners"),
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "reaper pass failed"),
+        }
+        if let Err(e) = sample_gauges(&store, n % 5 == 1).await {
+            tracing::debug!(error = %e, "sampling gauges failed");
+        }
+        if n.is_multiple_of(30) {
+            match store.trim_sessions_index(500).await {
+                Ok(0) => {}
+                Ok(trimmed) => tracing::info!(trimmed, "dropped expired sessions from the index"),
+                Err(e) => tracing::debug!(error = %e, "index trim failed"),
+            }
         }
     }
 }
@@ -36,9 +49,34 @@ async fn fail_abandoned_decompositions(store: &Store) -> Result<(), swarmq_share
             .await?
         {
             tracing::warn!(session_id = %id, "failed an abandoned decomposition");
+            metrics::counter!("swarmq_sessions_finished_total", "status" => "failed").increment(1);
         } else {
             store.forget_decomposition(id).await?;
         }
+    }
+    Ok(())
+}
+
+async fn sample_gauges(store: &Store, with_pending: bool) -> Result<(), swarmq_shared::StoreError> {
+    metrics::gauge!("swarmq_ready_queue_depth").set(store.ready_depth().await? as f64);
+    let now = now_ms();
+    let live: Vec<_> = store
+        .runners()
+        .await?
+        .into_iter()
+        .filter(|r| r.lease_expires_at > now)
+        .collect();
+    let sum = |k: &str| -> f64 {
+        live.iter()
+            .filter_map(|r| r.info.get(k).and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    metrics::gauge!("swarmq_runners_live").set(live.len() as f64);
+    metrics::gauge!("swarmq_runner_slots_total").set(sum("slots"));
+    metrics::gauge!("swarmq_runner_slots_busy").set(sum("busy"));
+    if with_pending {
+        let counts = store.session_counts(1000).await?;
+        metrics::gauge!("swarmq_pending_todos").set(counts.pending_todos as f64);
     }
     Ok(())
 }

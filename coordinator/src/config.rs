@@ -92,6 +92,34 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..))]
     pub events_maxlen: u64,
 
+    /// Bearer token required on /api/* (`Authorization: Bearer …`) and for Socket.IO connections
+    /// (`auth: {token}`). Unset: the API is open. /healthz and /readyz are always open.
+    #[arg(long, env = "SWARMQ_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Bearer token protecting /metrics. Unset: /metrics is open.
+    #[arg(long, env = "SWARMQ_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Allowed CORS origins, comma-separated (e.g. https://app.example.com), or * for any.
+    #[arg(long, env = "SWARMQ_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+
+    /// Session creations allowed per client IP per minute on this coordinator (0 = unlimited);
+    /// beyond it POST /api/sessions answers 429 with retry-after.
+    #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN", default_value_t = 120)]
+    pub create_rate_per_min: u32,
+
+    /// Take the client IP for the rate limit from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "SWARMQ_TRUST_FORWARDED_FOR", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_forwarded_for: bool,
+
+    /// Finished sessions' keys expire after this many seconds (0 = keep forever); the sessions
+    /// index drops them as they go.
+    #[arg(long, env = "SWARMQ_RETENTION_SECS", default_value_t = 604_800)]
+    pub retention_secs: u64,
+
     /// Log format: human or json. RUST_LOG sets the filter (default info).
     #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,

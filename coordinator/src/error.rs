@@ -27,6 +27,10 @@ pub enum ApiError {
         message: String,
     },
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("too many sessions created from this address; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -34,6 +38,7 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        metrics::counter!("swarmq_redis_errors_total").increment(1);
         if e.is_unavailable() {
             tracing::warn!(error = %e, "redis unavailable");
             Self::Unavailable("storage unavailable: cannot reach Redis, try again shortly".into())
@@ -60,6 +65,17 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_GATEWAY,
                 json!({ "sessionId": session_id, "error": message }),
             ),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({ "error": m })),
+            Self::TooManyRequests { retry_after_secs } => {
+                let body = json!({ "error": self.to_string() });
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+                if let Ok(value) = retry_after_secs.to_string().parse() {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                return response;
+            }
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");

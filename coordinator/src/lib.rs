@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod planner;
+pub mod ratelimit;
 pub mod realtime;
 pub mod state;
 
@@ -86,11 +87,26 @@ impl Application {
             .build_layer();
         let background = CancellationToken::new();
         let relay = Relay::start(io.clone(), store.clone(), background.child_token());
-        realtime::attach(&io, relay.clone());
+        let tokens = http::Tokens {
+            api: config
+                .api_token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(http::Token::new),
+            metrics: config
+                .metrics_token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(http::Token::new),
+        };
+        realtime::attach(&io, relay.clone(), tokens.api.clone());
         let state = AppState {
             store,
             planner: Arc::new(planner),
             relay,
+            create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
+            trust_forwarded_for: config.trust_forwarded_for,
+            metrics: swarmq_shared::metrics::install(),
             limits: SessionLimits {
                 max_agents: config.max_agents,
                 max_prompt_chars: config.max_prompt_chars as usize,
@@ -99,11 +115,12 @@ impl Application {
                     max_description_chars: 2000,
                 },
                 decompose_timeout: config.decompose_timeout(),
+                retention: std::time::Duration::from_secs(config.retention_secs),
             },
         };
-        let router = http::router(state.clone())
+        let router = http::router(state.clone(), tokens)
             .layer(layer)
-            .layer(CorsLayer::permissive());
+            .layer(cors(&config.cors_origins)?);
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -151,10 +168,38 @@ impl Application {
             // Open websockets would otherwise hold the graceful shutdown forever.
             io.close().await;
         });
-        let result = axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
         background.cancel();
         result.context("http server failed")
     }
+}
+
+/// `*` allows any origin; otherwise only the listed ones (comma-separated).
+fn cors(origins: &str) -> anyhow::Result<CorsLayer> {
+    let origins = origins.trim();
+    if origins == "*" {
+        return Ok(CorsLayer::permissive());
+    }
+    let list = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            o.parse::<axum::http::HeaderValue>()
+                .with_context(|| format!("SWARMQ_CORS_ORIGINS: {o:?} is not a valid origin"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        !list.is_empty(),
+        "SWARMQ_CORS_ORIGINS is empty (use * to allow any origin)"
+    );
+    Ok(CorsLayer::new()
+        .allow_origin(list)
+        .allow_methods(tower_http::cors::Any)
+        .allow_headers(tower_http::cors::Any))
 }

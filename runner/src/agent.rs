@@ -119,6 +119,8 @@ impl AgentRun<'_> {
             let _enter = span.enter();
             let started = std::time::Instant::now();
             let end = self.run_task(todo_id, &description).await;
+            metrics::histogram!("swarmq_task_duration_seconds", "outcome" => end.outcome())
+                .record(started.elapsed().as_secs_f64());
             match end {
                 TaskEnd::Completed(result) => {
                     let token = self.token.clone();
@@ -201,7 +203,9 @@ impl AgentRun<'_> {
         match outcome {
             Some(TerminateOutcome::Pending) => return None,
             Some(TerminateOutcome::SessionEnded(status)) => {
-                tracing::info!(status, "last agent terminated: session ended")
+                tracing::info!(status, "last agent terminated: session ended");
+                metrics::counter!("swarmq_sessions_finished_total", "status" => status)
+                    .increment(1);
             }
             Some(TerminateOutcome::Terminated) | Some(TerminateOutcome::Already) => {
                 tracing::info!("agent terminated")
@@ -510,6 +514,19 @@ impl AgentRun<'_> {
                 );
                 Err(TaskEnd::Stale)
             }
+        }
+    }
+}
+
+impl TaskEnd {
+    /// The `outcome` label of `swarmq_task_duration_seconds`.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Completed(_) => "completed",
+            Self::Failed { reason, .. } if reason.starts_with("timed out") => "timeout",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled | Self::Stale => "cancelled",
+            Self::Drained => "handed_back",
         }
     }
 }

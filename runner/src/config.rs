@@ -118,6 +118,11 @@ pub struct Config {
     )]
     pub dedalus_api_key: String,
 
+    /// Address of a small HTTP listener serving /metrics, /healthz and /readyz
+    /// (e.g. 0.0.0.0:9090). Unset: no listener.
+    #[arg(long, env = "SWARMQ_RUNNER_HTTP")]
+    pub runner_http: Option<std::net::SocketAddr>,
+
     /// Log format: human or json. RUST_LOG sets the filter (default info).
     #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,

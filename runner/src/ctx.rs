@@ -44,12 +44,16 @@ impl Ctx {
     /// Registers an agent being worked; returns the token that aborts it.
     pub fn activate(&self, job: AgentJob) -> CancellationToken {
         let token = lock(&self.epoch).child_token();
-        lock(&self.active).insert(job, token.clone());
+        let mut active = lock(&self.active);
+        active.insert(job, token.clone());
+        metrics::gauge!("swarmq_runner_busy_slots").set(active.len() as f64);
         token
     }
 
     pub fn deactivate(&self, job: AgentJob) {
-        lock(&self.active).remove(&job);
+        let mut active = lock(&self.active);
+        active.remove(&job);
+        metrics::gauge!("swarmq_runner_busy_slots").set(active.len() as f64);
     }
 
     pub fn busy(&self) -> usize {
@@ -83,6 +87,7 @@ impl Ctx {
 
     /// This runner was presumed dead and its agents handed to others: abort them all.
     pub fn lost_all_leases(&self) {
+        metrics::counter!("swarmq_leases_lost_total").increment(1);
         let mut epoch = lock(&self.epoch);
         epoch.cancel();
         *epoch = CancellationToken::new();
@@ -108,20 +113,28 @@ pub struct Stats {
 impl Stats {
     pub fn line_invalid(&self) {
         self.lines_invalid.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("swarmq_worker_lines_dropped_total", "reason" => "invalid").increment(1);
     }
     pub fn line_oversized(&self) {
         self.lines_oversized.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("swarmq_worker_lines_dropped_total", "reason" => "oversized")
+            .increment(1);
     }
     pub fn line_throttled(&self) {
         self.lines_throttled.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("swarmq_worker_lines_dropped_total", "reason" => "throttled")
+            .increment(1);
     }
     pub fn events_published(&self, n: usize) {
         self.events_published.fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("swarmq_events_published_total").increment(n as u64);
     }
     pub fn stale_rejected(&self) {
         self.stale_rejected.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("swarmq_stale_writes_rejected_total").increment(1);
     }
     pub fn redis_error(&self) {
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("swarmq_redis_errors_total").increment(1);
     }
 }

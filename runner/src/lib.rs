@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod config;
 pub mod ctx;
+pub mod http;
 pub mod lease;
 pub mod rate;
 pub mod worker;
@@ -94,10 +95,20 @@ impl Runner {
             redis = %redact_url(&config.redis_url),
             "runner starting"
         );
+        let background = CancellationToken::new();
+        swarmq_shared::metrics::install();
+        metrics::gauge!("swarmq_runner_slots").set(config.slots() as f64);
+        if let Some(addr) = config.runner_http {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("SWARMQ_RUNNER_HTTP: cannot listen on {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics and health on http");
+            tokio::spawn(http::serve(listener, ctx.clone(), background.clone()));
+        }
         if !lease::register(&ctx, &shutdown).await {
+            background.cancel();
             return Ok(());
         }
-        let background = CancellationToken::new();
         tokio::spawn(lease::heartbeat_loop(ctx.clone(), background.clone()));
         tokio::spawn(lease::control_loop(ctx.clone(), background.clone()));
 

@@ -151,6 +151,7 @@ impl Worker {
         match self.child.try_wait() {
             Ok(Some(status)) => {
                 self.status = Some(status);
+                record_exit(if status.success() { "ok" } else { "failed" });
                 true
             }
             Ok(None) => false,
@@ -168,6 +169,7 @@ impl Worker {
             _ => return self.kill().await,
         };
         self.status = Some(status);
+        record_exit(if status.success() { "ok" } else { "failed" });
         // Children the worker left behind in its group go with it.
         self.signal_group(Signal::SIGKILL);
         status
@@ -199,6 +201,7 @@ impl Worker {
         };
         self.signal_group(Signal::SIGKILL);
         self.status = Some(status);
+        record_exit("killed");
         status
     }
 
@@ -218,6 +221,10 @@ impl Worker {
         bytes.extend_from_slice(b);
         String::from_utf8_lossy(&bytes).trim().to_owned()
     }
+}
+
+fn record_exit(outcome: &'static str) {
+    metrics::counter!("swarmq_worker_exits_total", "outcome" => outcome).increment(1);
 }
 
 /// Splits stdout into lines of at most `max` bytes; longer ones are discarded up to their newline.

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod event;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod reaper;

@@ -24,7 +24,9 @@ pub async fn reap_once(store: &Store) -> Result<ReapReport> {
     for runner in store.dead_runners(32).await? {
         report.runners += 1;
         reap_runner(store, &runner, &mut report).await?;
+        metrics::counter!("swarmq_reaped_runners_total").increment(1);
     }
+    metrics::counter!("swarmq_reaped_jobs_total").increment(report.jobs_requeued as u64);
     Ok(report)
 }
 

@@ -9,6 +9,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    password: Option<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -19,13 +21,60 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            password: None,
+            tls: false,
+        };
+        server.launch();
+        server
+    }
+
+    /// A server that requires `password` (AUTH) and, with `tls`, only speaks TLS (a
+    /// self-signed certificate made with openssl; clients use `rediss://…/#insecure`).
+    pub fn start_secure(password: &str, tls: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if tls {
+            let status = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ])
+                .args(["-keyout", "key.pem", "-out", "cert.pem"])
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl (apt-get install openssl)");
+            assert!(status.success(), "openssl could not make a certificate");
+        }
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            password: Some(password.to_owned()),
+            tls,
         };
         server.launch();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        if self.tls {
+            format!("rediss://{auth}127.0.0.1:{}/#insecure", self.port)
+        } else {
+            format!("redis://{auth}127.0.0.1:{}", self.port)
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -37,8 +86,26 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args([
+                    "--tls-cert-file",
+                    "cert.pem",
+                    "--tls-key-file",
+                    "key.pem",
+                    "--tls-auth-clients",
+                    "no",
+                ]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let child = cmd
+            .current_dir(self.dir.path())
+            .args(["--bind", "127.0.0.1"])
             .args(["--dir", &self.dir.path().to_string_lossy()])
             .args([
                 "--save",
@@ -68,11 +135,15 @@ impl RedisServer {
 
     /// Runs redis-cli against this server; `None` when it cannot connect.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if self.tls {
+            cmd.args(["--tls", "--insecure"]);
+        }
+        if let Some(p) = &self.password {
+            cmd.args(["--no-auth-warning", "-a", p]);
+        }
+        let out = cmd.args(args).output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
     }

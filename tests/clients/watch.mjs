@@ -1,7 +1,7 @@
 // A session watcher built on the official socket.io-client, for the test suite.
 //
 //   node watch.mjs URL SESSION_ID [--since N] [--plain] [--timeout SECS] [--transport websocket|polling]
-//                  [--rooms N] [--garbage]
+//                  [--rooms N] [--garbage] [--token T]
 //
 // Prints one JSON object per line on stdout: {"type":"connect"}, {"type":"ack", ...},
 // {"type":"event","event":NAME,"data":PAYLOAD}, {"type":"disconnect","reason":...}.
@@ -21,7 +21,11 @@ const timeout = Number(opt("--timeout", "60")) * 1000;
 const transport = opt("--transport", "websocket");
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-const socket = io(url, { transports: [transport], reconnectionDelay: 100, reconnectionDelayMax: 500 });
+const token = opt("--token", undefined);
+const socket = io(url, {
+  transports: [transport], reconnectionDelay: 100, reconnectionDelayMax: 500,
+  ...(token ? { auth: { token } } : {}),
+});
 const EVENTS = [
   "task:created", "task:assigned", "task:completed", "agent:thinking", "agent:reasoning",
   "agent:terminated", "session:complete", "agent:stream_ready", "task:failed", "task:retry",

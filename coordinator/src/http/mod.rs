@@ -1,14 +1,19 @@
 //! The HTTP API: one router per resource, merged here. Unknown routes answer a JSON 404.
 
+mod auth;
 mod body;
 mod cluster;
 mod health;
 mod sessions;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use auth::Token;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,15 +21,48 @@ use crate::state::AppState;
 /// Largest accepted request body. A prompt at the default limit is well under it.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Optional tokens: `/api/*` (and Socket.IO) with `api`, `/metrics` with `metrics`.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    pub api: Option<Token>,
+    pub metrics: Option<Token>,
+}
+
+pub fn router(state: AppState, tokens: Tokens) -> Router {
+    let mut api = Router::new()
         .merge(sessions::router())
-        .merge(cluster::router())
+        .merge(cluster::router());
+    if let Some(token) = tokens.api {
+        api = api.route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
+    }
+    let mut metrics = Router::new().route("/metrics", get(render_metrics));
+    if let Some(token) = tokens.metrics {
+        metrics = metrics.route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
+    }
+    Router::new()
+        .merge(api)
+        .merge(metrics)
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(count_responses))
         .with_state(state)
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = "text/plain; version=0.0.4".parse() {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    (headers, state.metrics.render())
+}
+
+async fn count_responses(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    metrics::counter!("swarmq_http_requests_total", "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -2,7 +2,9 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -77,15 +79,37 @@ impl NewSession {
     }
 }
 
+/// The client's address: the socket peer, or the first X-Forwarded-For entry when trusted.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
 fn bad(message: &str) -> ApiError {
     ApiError::BadRequest(message.to_owned())
 }
 
 async fn create(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let client = client_ip(&headers, peer, state.trust_forwarded_for);
+    state
+        .create_limiter
+        .check(client)
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        })?;
     let body = json_object(&headers, body)?;
     let new = NewSession::parse(&body, &state.limits)?;
     let id = SessionId::new();
@@ -106,7 +130,14 @@ async fn create_session(state: &AppState, id: SessionId, new: NewSession) -> Res
     let deadline = created_at + timeout + timeout.min(30_000);
     if !state
         .store
-        .init_session(id, &new.prompt, new.agent_count, created_at, deadline)
+        .init_session(
+            id,
+            &new.prompt,
+            new.agent_count,
+            created_at,
+            deadline,
+            limits.retention,
+        )
         .await?
     {
         return Err(ApiError::Internal(anyhow::anyhow!(
@@ -123,6 +154,8 @@ async fn create_session(state: &AppState, id: SessionId, new: NewSession) -> Res
         Err(e) => {
             let message = format!("decomposition failed: {e}");
             tracing::warn!(error = %e, "decomposition failed");
+            metrics::counter!("swarmq_llm_errors_total", "status" => e.metric_label()).increment(1);
+            metrics::counter!("swarmq_sessions_finished_total", "status" => "failed").increment(1);
             state
                 .store
                 .fail_session(id, &message, SessionStatus::Decomposing)
@@ -138,10 +171,14 @@ async fn create_session(state: &AppState, id: SessionId, new: NewSession) -> Res
         took_ms = started.elapsed().as_millis() as u64,
         "decomposed"
     );
+    metrics::histogram!("swarmq_decomposition_seconds").record(started.elapsed().as_secs_f64());
     let todos: Vec<Todo> = descriptions.into_iter().map(Todo::new).collect();
     let agents: Vec<AgentId> = (0..new.agent_count).map(|_| AgentId::new()).collect();
     match state.store.create_session(id, &todos, &agents).await? {
-        CreateOutcome::Created => Ok(()),
+        CreateOutcome::Created => {
+            metrics::counter!("swarmq_sessions_created_total").increment(1);
+            Ok(())
+        }
         CreateOutcome::NotDecomposing(status) if status == "cancelled" => {
             tracing::info!("session was cancelled while decomposing");
             Ok(())
@@ -211,6 +248,8 @@ async fn cancel(
     match state.store.cancel_session(id).await? {
         CancelOutcome::Cancelled => {
             tracing::info!(session_id = %id, "session cancelled");
+            metrics::counter!("swarmq_sessions_finished_total", "status" => "cancelled")
+                .increment(1);
             Ok(Json(json!({ "sessionId": id, "status": "cancelled" })))
         }
         CancelOutcome::Finished(status) => Err(ApiError::Conflict(format!(
@@ -234,6 +273,7 @@ mod tests {
                 max_description_chars: 100,
             },
             decompose_timeout: std::time::Duration::from_secs(1),
+            retention: std::time::Duration::from_secs(60),
         }
     }
 

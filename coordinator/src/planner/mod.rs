@@ -45,6 +45,18 @@ pub enum PlanError {
     BadTodo { index: usize, reason: String },
 }
 
+impl PlanError {
+    /// The `status` label of `swarmq_llm_errors_total`.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Self::Api { status, .. } => status.to_string(),
+            Self::Transport(_) => "transport".into(),
+            Self::Timeout(_) => "timeout".into(),
+            _ => "invalid_reply".into(),
+        }
+    }
+}
+
 pub enum Planner {
     Anthropic(AnthropicPlanner),
     Local,

@@ -10,19 +10,49 @@ mod relay;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use swarmq_shared::SessionId;
 
 pub use relay::{MAX_ROOMS_PER_SOCKET, Relay, room_name};
 
-pub fn attach(io: &SocketIo, relay: Relay) {
-    io.ns("/", move |socket: SocketRef| {
+use crate::http::Token;
+
+pub fn attach(io: &SocketIo, relay: Relay, token: Option<Token>) {
+    let handler = move |socket: SocketRef| {
         let relay = relay.clone();
         async move { on_connect(socket, relay) }
-    });
+    };
+    // With SWARMQ_API_TOKEN set, a connection must carry `auth: {token}`; otherwise the client
+    // gets a connect_error naming the problem.
+    let check = move |TryData(auth): TryData<Value>| {
+        let token = token.clone();
+        async move {
+            let Some(token) = token else { return Ok(()) };
+            let presented = auth
+                .ok()
+                .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
+            match presented {
+                Some(p) if token.matches(&p) => Ok(()),
+                Some(_) => Err(AuthError("invalid token")),
+                None => Err(AuthError("missing token: connect with auth: {token}")),
+            }
+        }
+    };
+    io.ns("/", handler.with(check));
+}
+
+#[derive(Debug)]
+struct AuthError(&'static str);
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
 fn on_connect(socket: SocketRef, relay: Relay) {
     tracing::debug!(socket = %socket.id, "socket connected");
+    metrics::gauge!("swarmq_socket_connections").increment(1.0);
     let r = relay.clone();
     socket.on(
         "session:join",
@@ -66,7 +96,10 @@ fn on_connect(socket: SocketRef, relay: Relay) {
     );
     socket.on_disconnect(move |socket: SocketRef| {
         let relay = relay.clone();
-        async move { relay.disconnected(socket.id) }
+        async move {
+            metrics::gauge!("swarmq_socket_connections").decrement(1.0);
+            relay.disconnected(socket.id)
+        }
     });
 }
 

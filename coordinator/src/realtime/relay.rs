@@ -236,6 +236,7 @@ impl Relay {
                 members: HashSet::from([sid]),
             },
         );
+        metrics::gauge!("swarmq_socket_rooms").set(reg.rooms.len() as f64);
         Ok(tx)
     }
 }
@@ -247,6 +248,7 @@ impl Registry {
             if handle.members.is_empty() {
                 let _ = handle.tx.send(RoomCmd::Close);
                 self.rooms.remove(&session);
+                metrics::gauge!("swarmq_socket_rooms").set(self.rooms.len() as f64);
             }
         }
     }
@@ -370,6 +372,7 @@ impl Room {
     }
 
     async fn deliver(&mut self, seq: u64, event: String, data: Box<RawValue>) {
+        metrics::counter!("swarmq_events_relayed_total").increment(1);
         if let Some(inner) = self.inner.upgrade()
             && let Err(e) = inner.io.to(self.name.clone()).emit(&event, &data).await
         {

@@ -56,7 +56,8 @@ local function terminate(aid)
   return true
 end
 
--- Ends the session with a final status, emitting session:complete exactly once.
+-- Ends the session with a final status, emitting session:complete exactly once, and starts the
+-- retention clock: every key of the session expires `retention` ms from now.
 local function finish_session(status, err)
   local sid = redis.call('HGET', S_SESSION, 'id')
   redis.call('HSET', S_SESSION, 'status', status, 'finishedAt', now_ms())
@@ -66,6 +67,18 @@ local function finish_session(status, err)
     payload = payload .. ',"error":' .. jstr(err)
   end
   emit('session:complete', payload .. '}')
+  local retention = tonumber(redis.call('HGET', S_SESSION, 'retention')) or 0
+  if retention > 0 then
+    for _, tid in ipairs(redis.call('LRANGE', S_TODOS, 0, -1)) do
+      redis.call('PEXPIRE', todo_key(tid), retention)
+    end
+    for _, aid in ipairs(redis.call('LRANGE', S_AGENTS, 0, -1)) do
+      redis.call('PEXPIRE', agent_key(aid), retention)
+    end
+    for _, key in ipairs({S_SESSION, S_TODOS, S_AGENTS, S_PENDING, S_EVENTS}) do
+      redis.call('PEXPIRE', key, retention)
+    end
+  end
 end
 
 -- The agent hash's fencing token equals `token`.

@@ -48,6 +48,7 @@ impl Store {
         agent_count: u32,
         created_at: u64,
         deadline: u64,
+        retention: std::time::Duration,
     ) -> Result<bool> {
         let created: i64 = self
             .session_script(&scripts::INIT_SESSION, id)
@@ -58,6 +59,7 @@ impl Store {
             .arg(agent_count)
             .arg(created_at)
             .arg(deadline)
+            .arg(retention.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(created == 1)
@@ -431,5 +433,42 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+}
+
+impl Store {
+    /// Drops index entries of sessions whose keys expired (retention), looking at the `scan`
+    /// oldest entries. Returns how many were dropped.
+    pub async fn trim_sessions_index(&self, scan: usize) -> Result<usize> {
+        let oldest: Vec<String> = self
+            .conn()
+            .zrange(
+                self.keys.sessions_index(),
+                0,
+                scan.saturating_sub(1) as isize,
+            )
+            .await?;
+        let ids: Vec<SessionId> = oldest
+            .iter()
+            .filter_map(|i| SessionId::parse(i).ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(self.keys.session(*id).session_hash());
+        }
+        let exists: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+        let gone: Vec<String> = ids
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| !e)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if !gone.is_empty() {
+            let _: i64 = self.conn().zrem(self.keys.sessions_index(), &gone).await?;
+        }
+        Ok(gone.len())
     }
 }
