@@ -169,3 +169,52 @@ mod tests {
         assert_eq!(result_text(Some(serde_json::Value::Null)), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Random bytes, JSON-looking fragments and mutated valid lines: the parser answers every one
+    /// with a line or a typed error, never a panic.
+    #[test]
+    fn the_worker_line_parser_survives_random_input() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let seeds: [&[u8]; 5] = [
+            br#"{"type":"log","action":"a","reasoning":"b"}"#,
+            br#"{"type":"complete","todoId":"67e55044-10b1-426f-9247-bb680e5fe0c8","result":[1,{"x":null}]}"#,
+            br#"{"type":"sandbox_ready","sandboxId":"s","streamUrl":"u"}"#,
+            br#"{"type":"fail","reason":"\u0000\ud800"}"#,
+            b"{\"type\":\"log\",\"action\":\"\xf0\x9f\x98\x80\"}",
+        ];
+        let alphabet = b"{}[]\":,\\ntypelogcompletefail0123456789 \x00\xff\xc3";
+        let mut parsed = 0;
+        for i in 0..200_000 {
+            let line: Vec<u8> = match i % 3 {
+                0 => (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+                1 => (0..rng.random_range(0..64))
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect(),
+                _ => {
+                    let mut l = seeds[rng.random_range(0..seeds.len())].to_vec();
+                    for _ in 0..rng.random_range(1..4) {
+                        let at = rng.random_range(0..l.len());
+                        match rng.random_range(0..3) {
+                            0 => l[at] = rng.random(),
+                            1 => {
+                                l.remove(at);
+                            }
+                            _ => l.insert(at, alphabet[rng.random_range(0..alphabet.len())]),
+                        }
+                    }
+                    l
+                }
+            };
+            if parse_line(&line).is_ok() {
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 0, "some mutations stay valid");
+    }
+}

@@ -127,3 +127,54 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Untrusted model replies of every shape: a list of TODOs or a typed error, never a panic.
+    #[test]
+    fn the_reply_parser_survives_random_replies() {
+        let limits = Limits {
+            max_todos: 4,
+            max_description_chars: 50,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let pieces = [
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"todos\"",
+            ":",
+            ",",
+            "\"description\"",
+            "\"x\"",
+            "null",
+            "1e999",
+            "```json",
+            "```",
+            "é",
+            "\u{0}",
+            "{\"todos\":[{\"description\":\"a\"}]}",
+            " ",
+            "\\\"",
+            "-0",
+        ];
+        for _ in 0..100_000 {
+            let text: String = (0..rng.random_range(0..24))
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            if let Ok(todos) = parse_todos(&text, limits) {
+                assert!(!todos.is_empty() && todos.len() <= 4);
+                assert!(
+                    todos
+                        .iter()
+                        .all(|t| !t.trim().is_empty() && t.chars().count() <= 50)
+                );
+            }
+        }
+    }
+}
