@@ -29,6 +29,9 @@ echo "== rust tests"
 cargo test --workspace --quiet -- "${filter[@]}"
 
 if [ ${#filter[@]} -eq 0 ]; then
+  echo "== fault injection (one run of each scenario; scripts/faults.sh runs more)"
+  target/debug/swarmq-chaos --runs 1
+
   echo "== python tests"
-  python3 -m pytest workers/tests -q
+  python3 -m pytest workers/tests tests/deploy -q
 fi

@@ -49,6 +49,7 @@ impl Reply {
 struct Shared {
     script: VecDeque<Reply>,
     requests: Vec<Value>,
+    delay: Duration,
 }
 
 pub struct FakeAnthropic {
@@ -60,9 +61,15 @@ pub struct FakeAnthropic {
 impl FakeAnthropic {
     /// Answers the scripted replies in order; once they run out, one TODO per requested agent.
     pub async fn start(script: Vec<Reply>) -> Self {
+        Self::start_with_delay(script, Duration::ZERO).await
+    }
+
+    /// Like `start`, each answer after `delay` (a slow model).
+    pub async fn start_with_delay(script: Vec<Reply>, delay: Duration) -> Self {
         let shared = Arc::new(Mutex::new(Shared {
             script: script.into(),
             requests: Vec::new(),
+            delay,
         }));
         let app = axum::Router::new()
             .route("/v1/messages", post(messages))
@@ -145,11 +152,12 @@ async fn messages(
             "model and max_tokens are required",
         );
     }
-    let reply = {
+    let (reply, delay) = {
         let mut s = shared.lock().expect("lock");
         s.requests.push(body.clone());
-        s.script.pop_front()
+        (s.script.pop_front(), s.delay)
     };
+    tokio::time::sleep(delay).await;
     let reply = reply.unwrap_or_else(|| {
         // Default: as many TODOs as the system prompt asks for.
         let system = body.get("system").and_then(Value::as_str).unwrap_or("");

@@ -12,11 +12,13 @@ use nix::unistd::Pid;
 /// `target/<profile>/<name>`, next to the running test binary.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .to_owned();
+    let here = exe.parent().expect("exe dir").to_owned();
+    // A test binary lives in target/<profile>/deps, a bin in target/<profile>.
+    let dir = if here.join(name).exists() {
+        here
+    } else {
+        here.parent().expect("target dir").to_owned()
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

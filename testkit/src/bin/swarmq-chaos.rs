@@ -1,0 +1,570 @@
+//! swarmq-chaos: the fault-injection suite. Each scenario starts a private Redis, coordinators
+//! and runners as separate processes (the built binaries, fixture workers), submits several
+//! sessions with Socket.IO clients watching some of them, injects its fault with varied timing,
+//! waits for every session to end, then checks the invariants:
+//!
+//! - every session ends (completed, failed or cancelled) — never stuck;
+//! - no TODO completed twice, and no completion without an assignment to the same agent (a stale
+//!   assignment's completion is never recorded);
+//! - every event of each session's stream exactly once, with contiguous `seq`;
+//! - every client that joined with `since` saw every event, in order.
+//!
+//!   cargo run -p swarmq-testkit --bin swarmq-chaos -- --runs 5 [--only NAME] [--report FILE]
+//!
+//! It prints a markdown table (the one in docs/reliability.md) and exits non-zero on any
+//! violation.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::FutureExt;
+use nix::sys::signal::Signal;
+use rand::{Rng, SeedableRng};
+use swarmq_shared::store::StoreOptions;
+use swarmq_shared::{Keys, SessionId, Store};
+use swarmq_testkit::invariants::{Recorded, check_client_saw_all, check_finished, recorded};
+use swarmq_testkit::redis::free_port;
+use swarmq_testkit::{
+    CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, Watcher, fixture_worker,
+};
+
+const SCENARIOS: [&str; 7] = [
+    "runner-sigkill",
+    "runner-sigstop",
+    "runner-sigterm",
+    "coordinator-sigkill",
+    "redis-restart",
+    "bad-workers",
+    "runner-churn",
+];
+
+#[derive(Parser)]
+struct Args {
+    /// Runs per scenario (each with its own timing).
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// Only this scenario.
+    #[arg(long)]
+    only: Option<String>,
+    /// Also write the markdown table here.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// Seed for the timing choices (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Default, Clone)]
+struct Figures {
+    runs: u32,
+    sessions: u32,
+    todos: u32,
+    faults: u32,
+    stuck: u32,
+    lost: u32,
+    duplicates: u32,
+    events_lost: u32,
+    stale_rejected: u32,
+    stood_down: u32,
+    worst_recovery: Duration,
+    violations: Vec<String>,
+}
+
+struct Env {
+    redis: RedisServer,
+    coordinator: CoordinatorProcess,
+    coordinator_port: u16,
+    runners: Vec<RunnerProcess>,
+    retired: Vec<RunnerProcess>,
+    fixture_dir: tempfile::TempDir,
+    worker: String,
+}
+
+impl Env {
+    async fn start(runners: usize, extra_coordinator: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start();
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("SWARMQ_PLANNER", "local"),
+            ("PORT", &port_s),
+            ("SWARMQ_DECOMPOSE_TIMEOUT_SECS", "2"),
+        ];
+        env.extend_from_slice(extra_coordinator);
+        let coordinator = CoordinatorProcess::start(&redis.url(), &env).await;
+        let mut this = Self {
+            redis,
+            coordinator,
+            coordinator_port: port,
+            runners: Vec::new(),
+            retired: Vec::new(),
+            fixture_dir: tempfile::tempdir().expect("dir"),
+            worker: fixture_worker(""),
+        };
+        for _ in 0..runners {
+            this.add_runner(&[]).await;
+        }
+        this
+    }
+
+    async fn add_runner(&mut self, extra: &[(&str, &str)]) {
+        let dir = self.fixture_dir.path().display().to_string();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("SWARMQ_RUNNER_SLOTS", "2"),
+            ("SWARMQ_LEASE_SECS", "3"),
+            ("SWARMQ_DRAIN_SECS", "2"),
+            ("SWARMQ_WORKER_EXIT_GRACE_SECS", "1"),
+            ("SWARMQ_TASK_TIMEOUT_SECS", "3"),
+            ("SWARMQ_MAX_ATTEMPTS", "3"),
+            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "500"),
+            ("FIXTURE_DIR", &dir),
+            ("SWARMQ_WORKER_PASS_ENV", "FIXTURE_DIR"),
+        ];
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k, v));
+        }
+        let runner = RunnerProcess::start(&self.redis.url(), &self.worker, &env).await;
+        self.runners.push(runner);
+    }
+
+    fn runner_id(runner: &RunnerProcess) -> String {
+        runner.process.log_messages("runner starting")[0]["runner_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn submit(&self, prompts: &[(&str, u32)]) -> Vec<String> {
+        let api = self.coordinator.api();
+        let mut ids = Vec::new();
+        for (prompt, agents) in prompts {
+            ids.push(api.create_ok(prompt, *agents).await);
+        }
+        ids
+    }
+}
+
+/// A mix of short sessions: several TODOs per agent, some printing lines.
+fn workload(rng: &mut impl Rng, n: usize) -> Vec<(String, u32)> {
+    (0..n)
+        .map(|_| {
+            let todos = rng.random_range(3..=6);
+            let prompt = (0..todos)
+                .map(|_| {
+                    format!(
+                        "sleep:{:.2},lines:{}",
+                        rng.random_range(0.1..0.6),
+                        rng.random_range(0..6)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            (prompt, rng.random_range(2..=3))
+        })
+        .collect()
+}
+
+async fn wait_all_finished(store: &Store, ids: &[String], limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut stuck = Vec::new();
+    for id in ids {
+        let sid = SessionId::parse(id).expect("id");
+        loop {
+            let status = store.session_status(sid).await.ok().flatten();
+            if status.is_some_and(|s| s.is_finished()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                stuck.push(format!("{id}: {status:?}"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stuck
+}
+
+/// Counts and checks one finished session; violations are collected, not fatal.
+fn audit(r: &Recorded, figures: &mut Figures) {
+    figures.sessions += 1;
+    figures.todos += r.session.todos.len() as u32;
+    let mut completions: HashMap<String, u32> = HashMap::new();
+    for e in &r.events {
+        if let swarmq_shared::Event::TaskCompleted(c) = &e.event {
+            *completions.entry(c.todo_id.to_string()).or_default() += 1;
+        }
+    }
+    figures.duplicates += completions
+        .values()
+        .map(|n| n.saturating_sub(1))
+        .sum::<u32>();
+    figures.lost += r
+        .session
+        .todos
+        .iter()
+        .filter(|t| !matches!(t.status.as_str(), "completed" | "failed"))
+        .count() as u32
+        * u32::from(r.session.status.as_str() != "cancelled");
+    let expected: Vec<u64> = (1..=r.session.last_seq).collect();
+    let got: Vec<u64> = r.events.iter().map(|e| e.seq).collect();
+    figures.events_lost += expected.len().saturating_sub(got.len()) as u32;
+    if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| check_finished(r))) {
+        figures
+            .violations
+            .push(format!("session {}: {}", r.session.id, panic_text(&panic)));
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+async fn run_once(
+    name: &str,
+    rng: &mut rand::rngs::StdRng,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let slow_llm;
+    let mut env = match name {
+        "coordinator-sigkill" => {
+            slow_llm =
+                Some(FakeAnthropic::start_with_delay(vec![], Duration::from_millis(300)).await);
+            let url = slow_llm
+                .as_ref()
+                .map(|f| f.url().to_owned())
+                .unwrap_or_default();
+            Env::start(
+                3,
+                &[
+                    ("SWARMQ_PLANNER", "anthropic"),
+                    ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+                    ("ANTHROPIC_BASE_URL", &url),
+                ],
+            )
+            .await
+        }
+        _ => {
+            slow_llm = None;
+            Env::start(3, &[]).await
+        }
+    };
+    let _keep = slow_llm;
+    let store = Store::new(
+        &env.redis.url(),
+        Keys::new("swarmq")?,
+        StoreOptions::default(),
+    )?;
+    let prompts: Vec<(String, u32)> = if name == "bad-workers" {
+        vec![
+            ("garbage; huge; wrongid; flood:3000; ok".into(), 2),
+            ("crash-once; fail-once; sandbox,lines:3; ok".into(), 2),
+            ("crash; exit0; hang; ok".into(), 3),
+        ]
+    } else {
+        workload(rng, 6)
+    };
+    let refs: Vec<(&str, u32)> = prompts.iter().map(|(p, a)| (p.as_str(), *a)).collect();
+    let mut ids = env.submit(&refs).await;
+    let watch_url = format!("http://127.0.0.1:{}", env.coordinator_port);
+    let watchers: Vec<(String, Watcher)> = ids
+        .iter()
+        .take(2)
+        .map(|id| {
+            (
+                id.clone(),
+                Watcher::node(&watch_url, id, &["--since", "0", "--timeout", "150"]),
+            )
+        })
+        .collect();
+    let delay = Duration::from_millis(rng.random_range(200..1200));
+    tokio::time::sleep(delay).await;
+    let mut recovery = Duration::ZERO;
+    match name {
+        "runner-sigkill" => {
+            let victim = rng.random_range(0..env.runners.len());
+            let id = Env::runner_id(&env.runners[victim]);
+            env.runners[victim].signal(Signal::SIGKILL);
+            let killed = Instant::now();
+            figures.faults += 1;
+            env.add_runner(&[]).await;
+            // Recovered when the reaper has handed its jobs back and forgotten it.
+            loop {
+                let gone = env
+                    .redis
+                    .cli(&["ZSCORE", "{swarmq}:runners", &id])
+                    .is_some_and(|s| s.trim().is_empty());
+                if gone || killed.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            recovery = killed.elapsed();
+        }
+        "runner-sigstop" => {
+            let victim = rng.random_range(0..env.runners.len());
+            let id = Env::runner_id(&env.runners[victim]);
+            env.runners[victim].signal(Signal::SIGSTOP);
+            let stopped = Instant::now();
+            figures.faults += 1;
+            let frozen_for = Duration::from_millis(rng.random_range(3500..5500));
+            // Recovered when the reaper has handed the frozen runner's work to others.
+            while stopped.elapsed() < frozen_for {
+                let gone = env
+                    .redis
+                    .cli(&["ZSCORE", "{swarmq}:runners", &id])
+                    .is_some_and(|s| s.trim().is_empty());
+                if gone && recovery.is_zero() {
+                    recovery = stopped.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            env.runners[victim].signal(Signal::SIGCONT);
+        }
+        "runner-sigterm" => {
+            let victim = rng.random_range(0..env.runners.len());
+            env.runners[victim].signal(Signal::SIGTERM);
+            figures.faults += 1;
+            let started = Instant::now();
+            let status = env.runners[victim]
+                .process
+                .wait_exit(Duration::from_secs(15))
+                .await;
+            recovery = started.elapsed();
+            if !status.is_some_and(|s| s.success()) {
+                figures
+                    .violations
+                    .push(format!("drained runner exited with {status:?}"));
+            }
+            env.add_runner(&[]).await;
+        }
+        "coordinator-sigkill" => {
+            // POSTs in flight (slow model) when the coordinator dies; then it comes back on the
+            // same port and its clients reconnect.
+            let api = env.coordinator.api();
+            let posts: Vec<_> = (0..6)
+                .map(|i| {
+                    let api = api.clone();
+                    // These die with the coordinator: a connection error is expected.
+                    tokio::spawn(async move {
+                        let body = serde_json::json!({ "prompt": format!("late {i}; b"), "agentCount": 2 });
+                        let response = api.raw().post(format!("{}/api/sessions", api.base)).json(&body).send().await.ok()?;
+                        let status = response.status().as_u16();
+                        Some((status, response.json::<serde_json::Value>().await.ok()?))
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+            env.coordinator.process.signal(Signal::SIGKILL);
+            let killed = Instant::now();
+            figures.faults += 1;
+            for post in posts {
+                if let Ok(Some((201, body))) = post.await
+                    && let Some(id) = body["sessionId"].as_str()
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+            let port = env.coordinator_port.to_string();
+            let url = env.redis.url();
+            let fake_url = _keep
+                .as_ref()
+                .map(|f| f.url().to_owned())
+                .unwrap_or_default();
+            env.coordinator = CoordinatorProcess::start(
+                &url,
+                &[
+                    ("PORT", &port),
+                    ("SWARMQ_PLANNER", "anthropic"),
+                    ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+                    ("ANTHROPIC_BASE_URL", &fake_url),
+                    ("SWARMQ_DECOMPOSE_TIMEOUT_SECS", "2"),
+                ],
+            )
+            .await;
+            recovery = killed.elapsed();
+            // Sessions the dead coordinator had started are in the index; all must end.
+            let page = store.list_sessions(100, None).await?;
+            for s in page.sessions {
+                let id = s.id.to_string();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        "redis-restart" => {
+            env.redis.kill();
+            figures.faults += 1;
+            let down = Instant::now();
+            let (status, _) = env.coordinator.api().create("while redis is down", 1).await;
+            let answered_in = down.elapsed();
+            if status != 503 {
+                figures
+                    .violations
+                    .push(format!("POST while Redis was down answered {status}"));
+            }
+            if answered_in > Duration::from_secs(10) {
+                figures
+                    .violations
+                    .push(format!("POST while Redis was down took {answered_in:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+            env.redis.start_again();
+            let back = Instant::now();
+            loop {
+                let (status, body) = env
+                    .coordinator
+                    .api()
+                    .create("after the restart; b", 2)
+                    .await;
+                if status == 201 {
+                    ids.push(body["sessionId"].as_str().unwrap_or_default().to_owned());
+                    break;
+                }
+                if back.elapsed() > Duration::from_secs(30) {
+                    figures
+                        .violations
+                        .push("coordinator did not recover from the Redis restart".into());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            recovery = back.elapsed();
+        }
+        "bad-workers" => {
+            figures.faults += 12;
+        }
+        "runner-churn" => {
+            for _ in 0..3 {
+                env.add_runner(&[]).await;
+                env.add_runner(&[]).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
+                for _ in 0..2 {
+                    let victim = rng.random_range(0..env.runners.len());
+                    let runner = env.runners.remove(victim);
+                    runner.signal(if rng.random_bool(0.7) {
+                        Signal::SIGTERM
+                    } else {
+                        Signal::SIGKILL
+                    });
+                    figures.faults += 1;
+                    env.retired.push(runner);
+                }
+            }
+        }
+        other => anyhow::bail!("unknown scenario {other}"),
+    }
+    figures.worst_recovery = figures.worst_recovery.max(recovery);
+
+    let stuck = wait_all_finished(&store, &ids, Duration::from_secs(120)).await;
+    figures.stuck += stuck.len() as u32;
+    for s in &stuck {
+        figures.violations.push(format!("stuck session {s}"));
+    }
+    let url = env.redis.url();
+    for id in &ids {
+        let sid = SessionId::parse(id)?;
+        if store.snapshot(sid).await?.is_none() {
+            figures.violations.push(format!("session {id} vanished"));
+            continue;
+        }
+        let r = recorded(&url, id).await;
+        audit(&r, figures);
+    }
+    for (id, watcher) in watchers {
+        let r = recorded(&url, &id).await;
+        let outcome = AssertUnwindSafe(async {
+            let events = watcher.finish(Duration::from_secs(60)).await;
+            check_client_saw_all(&r, &events);
+        })
+        .catch_unwind()
+        .await;
+        if let Err(panic) = outcome {
+            figures.events_lost += 1;
+            figures
+                .violations
+                .push(format!("client of {id}: {}", panic_text(&panic)));
+        }
+    }
+    for runner in env.runners.iter().chain(env.retired.iter()) {
+        figures.stale_rejected += runner
+            .process
+            .log_messages("no longer holds the agent")
+            .len() as u32;
+        figures.stood_down += runner.process.log_messages("lease had expired").len() as u32;
+    }
+    figures.runs += 1;
+    Ok(())
+}
+
+fn table(results: &[(&str, Figures)]) -> String {
+    let mut out = String::from(
+        "| scenario | runs | sessions | TODOs | faults injected | stuck sessions | TODOs lost | duplicates recorded | events lost | late writes rejected | runners that stood down | worst recovery |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (name, f) in results {
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            f.runs,
+            f.sessions,
+            f.todos,
+            f.faults,
+            f.stuck,
+            f.lost,
+            f.duplicates,
+            f.events_lost,
+            f.stale_rejected,
+            f.stood_down,
+            if f.worst_recovery.is_zero() {
+                "—".to_owned()
+            } else {
+                format!("{:.1} s", f.worst_recovery.as_secs_f64())
+            }
+        ));
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let seed = args.seed.unwrap_or_else(swarmq_shared::now_ms);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    eprintln!("swarmq-chaos: seed {seed}");
+    let mut results = Vec::new();
+    let mut failed = false;
+    for name in SCENARIOS {
+        if args.only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut figures = Figures::default();
+        for run in 0..args.runs {
+            let started = Instant::now();
+            if let Err(e) = run_once(name, &mut rng, &mut figures).await {
+                figures.violations.push(format!("run {run} aborted: {e:#}"));
+            }
+            eprintln!(
+                "{name} run {} done in {:.1} s",
+                run + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        for v in &figures.violations {
+            eprintln!("VIOLATION {name}: {v}");
+        }
+        failed |= !figures.violations.is_empty();
+        results.push((name, figures));
+    }
+    let report = table(&results);
+    println!("{report}");
+    if let Some(path) = args.report {
+        std::fs::write(&path, &report)?;
+    }
+    anyhow::ensure!(!failed, "invariants violated (see VIOLATION lines)");
+    Ok(())
+}
