@@ -79,13 +79,14 @@ impl NewSession {
     }
 }
 
-/// The client's address: the socket peer, or the first X-Forwarded-For entry when trusted.
+/// The client's address: the socket peer, or — behind a trusted proxy — the last
+/// X-Forwarded-For entry, the one that proxy appended (earlier entries are client-supplied).
 fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
     {
         return ip;
@@ -279,6 +280,20 @@ mod tests {
 
     fn parse(body: Value) -> Result<NewSession, String> {
         NewSession::parse(body.as_object().unwrap(), &limits()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_when_trusted_and_from_the_nearest_proxy() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 10.0.0.9".parse().unwrap());
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(client_ip(&headers, peer, false), peer.ip());
+        assert_eq!(
+            client_ip(&headers, peer, true),
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(&headers, peer, true), peer.ip());
     }
 
     #[test]
