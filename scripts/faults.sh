@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+. scripts/python-env.sh
+ensure_python_env tests/requirements.txt
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 cargo build --workspace --bins --quiet
 mkdir -p target

@@ -18,8 +18,10 @@ port=${PORT:-3000}
 agents=${SWARMQ_DEMO_AGENTS:-3}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "run-local.sh: '$1' is required: $2" >&2; exit 1; }; }
-need cargo "install Rust from https://rustup.rs"
-need python3 "apt-get install python3 python3-pip"
+need cargo "install Rust (>= 1.94) with rustup: https://rustup.rs"
+need cc "apt-get install build-essential (some crates compile C)"
+need python3 "apt-get install python3 python3-venv"
+need curl "apt-get install curl"
 
 pids=()
 workdir=$(mktemp -d -t swarmq-local.XXXXXX)
@@ -42,11 +44,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-python=$(python3 -c 'import sys; print(sys.executable)')
-if ! "$python" -c 'import anthropic' 2>/dev/null; then
-  echo "== installing the worker's Python requirements"
-  "$python" -m pip install --quiet --disable-pip-version-check -r workers/requirements.txt
-fi
+echo "== Python virtualenv (.venv) with the worker's requirements"
+. scripts/python-env.sh
+ensure_python_env workers/requirements.txt
 
 echo "== building (release)"
 cargo build --release --quiet --bins

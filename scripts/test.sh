@@ -9,14 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "test.sh: '$1' is required: $2" >&2; exit 1; }; }
-need cargo "install Rust from https://rustup.rs"
-need python3 "apt-get install python3 python3-pip"
+need cargo "install Rust (>= 1.94) with rustup: https://rustup.rs"
+need cc "apt-get install build-essential (some crates compile C)"
+need python3 "apt-get install python3 python3-venv"
 need node "apt-get install nodejs npm"
 need npm "apt-get install npm"
 need redis-server "apt-get install redis-server (the tests start their own private servers)"
 
-echo "== installing test dependencies"
-python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+echo "== installing test dependencies (.venv, tests/clients/node_modules)"
+. scripts/python-env.sh
+ensure_python_env tests/requirements.txt
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
 filter=()
@@ -33,5 +35,5 @@ if [ ${#filter[@]} -eq 0 ]; then
   target/debug/swarmq-chaos --runs 1
 
   echo "== python tests"
-  python3 -m pytest workers/tests tests/deploy -q
+  "$python" -m pytest workers/tests tests/deploy -q
 fi

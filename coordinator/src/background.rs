@@ -13,6 +13,7 @@ pub async fn run(store: Store, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
+    let mut trim_from = 0usize;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -31,9 +32,19 @@ pub async fn run(store: Store, shutdown: CancellationToken) {
             tracing::debug!(error = %e, "sampling gauges failed");
         }
         if n.is_multiple_of(30) {
-            match store.trim_sessions_index(500).await {
-                Ok(0) => {}
-                Ok(trimmed) => tracing::info!(trimmed, "dropped expired sessions from the index"),
+            const SCAN: usize = 500;
+            match store.trim_sessions_index(trim_from, SCAN).await {
+                Ok((dropped, looked)) => {
+                    if dropped > 0 {
+                        tracing::info!(dropped, "dropped expired sessions from the index");
+                    }
+                    // Walk the whole index over successive passes, then start again.
+                    trim_from = if looked < SCAN {
+                        0
+                    } else {
+                        trim_from + looked - dropped
+                    };
+                }
                 Err(e) => tracing::debug!(error = %e, "index trim failed"),
             }
         }

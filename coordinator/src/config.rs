@@ -78,7 +78,7 @@ pub struct Config {
 
     /// Longest accepted prompt, in characters.
     #[arg(long, env = "SWARMQ_MAX_PROMPT_CHARS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+          value_parser = clap::value_parser!(u32).range(1..=60_000))]
     pub max_prompt_chars: u32,
 
     /// Time allowed for one decomposition, retries included. A session still decomposing

@@ -252,7 +252,7 @@ async fn finished_sessions_expire_after_the_retention_period() {
         StoreOptions::default(),
     )
     .unwrap();
-    assert_eq!(store.trim_sessions_index(100).await.unwrap(), 1);
+    assert_eq!(store.trim_sessions_index(0, 100).await.unwrap(), (1, 1));
     let page = store.list_sessions(10, None).await.unwrap();
     assert!(
         page.sessions

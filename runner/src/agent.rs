@@ -220,9 +220,10 @@ impl AgentRun<'_> {
     }
 
     /// Hands the agent back (its in-flight TODO, if any, returns to pending; no attempt counted).
+    /// An idle worker gets its stdin closed and the exit grace period to free its sandbox.
     async fn release(&mut self, reason: &str) -> AgentEnd {
-        if let Some(mut w) = self.worker.take() {
-            w.kill().await;
+        if let Some(worker) = self.worker.take() {
+            worker.finish(self.ctx.config.exit_grace()).await;
         }
         let ctx = self.ctx;
         let (job, token) = (self.job, self.token.clone());

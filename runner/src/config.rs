@@ -118,6 +118,12 @@ pub struct Config {
     )]
     pub dedalus_api_key: String,
 
+    /// Approximate number of events kept per session (Redis stream MAXLEN ~); use the same value
+    /// as the coordinators.
+    #[arg(long, env = "SWARMQ_EVENTS_MAXLEN", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub events_maxlen: u64,
+
     /// Address of a small HTTP listener serving /metrics, /healthz and /readyz
     /// (e.g. 0.0.0.0:9090). Unset: no listener.
     #[arg(long, env = "SWARMQ_RUNNER_HTTP")]

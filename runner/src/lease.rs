@@ -156,7 +156,12 @@ pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
             }
         };
         if let Err(e) = pubsub.subscribe(&channel).await {
-            tracing::debug!(error = %e, "control channel: subscribe failed");
+            tracing::warn!(error = %e, "control channel: subscribe failed, retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
             continue;
         }
         backoff = Duration::from_millis(100);

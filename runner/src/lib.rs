@@ -56,8 +56,15 @@ pub struct Runner {
 impl Runner {
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let keys = Keys::new(&config.prefix)?;
-        let store = Store::new(&config.redis_url, keys, StoreOptions::default())
-            .with_context(|| format!("invalid REDIS_URL {}", redact_url(&config.redis_url)))?;
+        let store = Store::new(
+            &config.redis_url,
+            keys,
+            StoreOptions {
+                events_maxlen: config.events_maxlen,
+                ..StoreOptions::default()
+            },
+        )
+        .with_context(|| format!("invalid REDIS_URL {}", redact_url(&config.redis_url)))?;
         let cwd = config.worker_cwd.canonicalize().with_context(|| {
             format!(
                 "SWARMQ_WORKER_CWD {} is not an existing directory",
@@ -288,6 +295,16 @@ fn check_program(spec: &WorkerSpec) -> anyhow::Result<()> {
         spec.program,
         spec.cwd.display()
     );
+    // A script argument (`python3 workers/worker.py`) must exist too, or every TODO would fail.
+    for arg in spec.args.iter().filter(|a| !a.starts_with('-')) {
+        let looks_like_file =
+            arg.contains('/') || [".py", ".sh", ".js"].iter().any(|e| arg.ends_with(e));
+        anyhow::ensure!(
+            !looks_like_file || spec.cwd.join(arg).exists(),
+            "SWARMQ_WORKER_CMD: {arg} not found in SWARMQ_WORKER_CWD={} (set it to the swarmq checkout)",
+            spec.cwd.display()
+        );
+    }
     Ok(())
 }
 

@@ -11,6 +11,10 @@ use serde_json::Value;
 pub struct Watcher {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
+    /// python-socketio's threaded client runs each event handler in its own thread, so it may
+    /// print events out of order; its events are put back in `seq` order (which is what `seq`
+    /// is for). The npm client delivers in order and is checked as it printed.
+    reorders: bool,
 }
 
 impl Watcher {
@@ -26,7 +30,7 @@ impl Watcher {
             .arg(url)
             .arg(session)
             .args(args);
-        Self::spawn(cmd)
+        Self::spawn(cmd, false)
     }
 
     /// The python-socketio client.
@@ -36,10 +40,10 @@ impl Watcher {
             .arg(url)
             .arg(session)
             .args(args);
-        Self::spawn(cmd)
+        Self::spawn(cmd, true)
     }
 
-    fn spawn(mut cmd: Command) -> Self {
+    fn spawn(mut cmd: Command, reorders: bool) -> Self {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -56,7 +60,11 @@ impl Watcher {
                 }
             }
         });
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            reorders,
+        }
     }
 
     pub fn lines(&self) -> Vec<Value> {
@@ -65,7 +73,8 @@ impl Watcher {
 
     /// `(event, data)` of every event received so far.
     pub fn events(&self) -> Vec<(String, Value)> {
-        self.lines()
+        let mut events: Vec<(String, Value)> = self
+            .lines()
             .into_iter()
             .filter(|l| l["type"] == "event")
             .map(|l| {
@@ -74,7 +83,11 @@ impl Watcher {
                     l["data"].clone(),
                 )
             })
-            .collect()
+            .collect();
+        if self.reorders {
+            events.sort_by_key(|(_, d)| d["seq"].as_u64());
+        }
+        events
     }
 
     /// Waits until the client printed a line of `kind` (e.g. "ack", "connect").

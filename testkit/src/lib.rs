@@ -40,12 +40,21 @@ pub fn fixture_worker(flags: &str) -> String {
         .to_owned()
 }
 
-/// The absolute path of the `python3` on PATH (resolved once), so workers neither pay for a
+/// The Python interpreter for workers and the Python client: `SWARMQ_TEST_PYTHON` (the
+/// scripts set it to the project's `.venv`), else `.venv/bin/python` if present, else the
+/// absolute path of the `python3` on PATH — resolved once, so workers neither pay for a
 /// version-manager shim (pyenv's adds ~100 ms and its own environment) nor depend on it.
 pub fn python() -> String {
     static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
+            if let Some(p) = std::env::var_os("SWARMQ_TEST_PYTHON") {
+                return p.to_string_lossy().into_owned();
+            }
+            let venv = repo_root().join(".venv/bin/python");
+            if venv.exists() {
+                return venv.display().to_string();
+            }
             std::process::Command::new("python3")
                 .args(["-c", "import sys; print(sys.executable)"])
                 .output()

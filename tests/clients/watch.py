@@ -25,8 +25,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
 
-    lock = threading.Lock()
+    lock = threading.RLock()
     last_seq = [args.since]
+    seen = set()
+    complete_seq = [None]
     done = threading.Event()
     sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
 
@@ -36,12 +38,20 @@ def main() -> int:
             sys.stdout.flush()
 
     def make_handler(name):
+        # python-socketio runs each handler in its own thread, so events can arrive here out of
+        # order: finish only once every seq up to session:complete's has been printed.
         def handler(data):
-            if isinstance(data, dict) and isinstance(data.get("seq"), int):
-                last_seq[0] = max(last_seq[0], data["seq"])
+            seq = data.get("seq") if isinstance(data, dict) else None
             out({"type": "event", "event": name, "data": data})
-            if name == "session:complete":
-                done.set()
+            with lock:
+                if isinstance(seq, int):
+                    seen.add(seq)
+                    last_seq[0] = max(last_seq[0], seq)
+                if name == "session:complete":
+                    complete_seq[0] = seq
+                end = complete_seq[0]
+                if end is not None and all(s in seen for s in range(args.since + 1, end + 1)):
+                    done.set()
         return handler
 
     for name in EVENTS:

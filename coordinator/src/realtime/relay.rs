@@ -568,7 +568,12 @@ async fn pubsub_loop(
         if !channels.is_empty()
             && let Err(e) = sink.subscribe(&channels).await
         {
-            tracing::warn!(error = %e, "relay: re-subscribe failed, reconnecting");
+            tracing::warn!(error = %e, ?backoff, "relay: re-subscribe failed, reconnecting");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
             continue;
         }
         backoff = Duration::from_millis(100);

@@ -437,23 +437,25 @@ impl Store {
 }
 
 impl Store {
-    /// Drops index entries of sessions whose keys expired (retention), looking at the `scan`
-    /// oldest entries. Returns how many were dropped.
-    pub async fn trim_sessions_index(&self, scan: usize) -> Result<usize> {
+    /// Drops index entries of sessions whose keys expired (retention), looking at `scan` entries
+    /// from position `start` (oldest first). Returns (dropped, looked at); callers move `start`
+    /// on so that sessions kept forever at the old end cannot hide expired ones behind them.
+    pub async fn trim_sessions_index(&self, start: usize, scan: usize) -> Result<(usize, usize)> {
         let oldest: Vec<String> = self
             .conn()
             .zrange(
                 self.keys.sessions_index(),
-                0,
-                scan.saturating_sub(1) as isize,
+                start as isize,
+                (start + scan).saturating_sub(1) as isize,
             )
             .await?;
+        let looked = oldest.len();
         let ids: Vec<SessionId> = oldest
             .iter()
             .filter_map(|i| SessionId::parse(i).ok())
             .collect();
         if ids.is_empty() {
-            return Ok(0);
+            return Ok((0, looked));
         }
         let mut pipe = redis::pipe();
         for id in &ids {
@@ -469,6 +471,6 @@ impl Store {
         if !gone.is_empty() {
             let _: i64 = self.conn().zrem(self.keys.sessions_index(), &gone).await?;
         }
-        Ok(gone.len())
+        Ok((gone.len(), looked))
     }
 }

@@ -1,0 +1,381 @@
+//! swarmq-bench: throughput and cost against baselines measured in the same run.
+//!
+//!   cargo build --release --bins && target/release/swarmq-bench [--repeat 3] [--tasks 300]
+//!
+//! Every figure is the median of `--repeat` runs (min–max beside it), next to its baseline:
+//! - W1: TODOs/s with a Python worker that prints 10 lines and exits (one process per TODO),
+//!   runner slots = cores, sessions of 2–4 agents, vs. spawning the same worker with no queue at
+//!   the same parallelism (the physical limit);
+//! - W1b: the same with a persistent worker (one process per agent, 4 TODOs each on stdin), vs.
+//!   the W1 limit;
+//! - W4: a trivial compiled worker (one `complete` line), vs. its raw spawn rate;
+//! - W3: `POST /api/sessions` at 50 concurrent clients with an instant fake LLM, vs. `GET /healthz`
+//!   on the same server;
+//! - Redis commands per TODO (INFO commandstats deltas), and the runner's and coordinator's RSS.
+//!
+//! Every run checks that every session completed with every TODO done exactly once.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use swarmq_testkit::invariants::{check_finished, recorded};
+use swarmq_testkit::{
+    CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, python, repo_root,
+};
+use tokio::io::AsyncReadExt;
+
+#[derive(Parser)]
+struct Args {
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// TODOs per throughput run.
+    #[arg(long, default_value_t = 300)]
+    tasks: usize,
+    /// Only workloads whose name starts with this (W1, W1b, W3, W4).
+    #[arg(long)]
+    only: Option<String>,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn stat(v: &[f64]) -> String {
+    let mut s = v.to_vec();
+    let m = median(&mut s);
+    format!("{m:.1} ({:.1}–{:.1})", s[0], s[s.len() - 1])
+}
+
+/// The raw rate of running `cmd` `n` times, `parallel` at once, reading its stdout: no queue.
+async fn raw_spawn_rate(cmd: &[String], n: usize, parallel: usize) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..parallel {
+        let next = next.clone();
+        let cmd = cmd.to_vec();
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let mut child = tokio::process::Command::new(&cmd[0])
+                    .args(&cmd[1..])
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("SESSION_ID", "00000000-0000-4000-8000-000000000001")
+                    .env("AGENT_ID", "00000000-0000-4000-8000-000000000002")
+                    .env("TASK_ID", "00000000-0000-4000-8000-000000000003")
+                    .env("TASK_DESCRIPTION", "x")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("spawn worker");
+                let mut out = Vec::new();
+                if let Some(mut s) = child.stdout.take() {
+                    let _ = s.read_to_end(&mut out).await;
+                }
+                let _ = child.wait().await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn commandstats(redis: &RedisServer) -> BTreeMap<String, u64> {
+    let text = redis.cli(&["INFO", "commandstats"]).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct QueueRun {
+    rate: f64,
+    commands_per_todo: f64,
+    by_command: BTreeMap<String, u64>,
+    runner_rss_idle_kb: u64,
+    runner_rss_busy_kb: u64,
+    coordinator_rss_kb: u64,
+}
+
+/// TODOs/s through swarmq: sessions of 2–4 agents with `per_agent` TODOs each, `tasks` in all.
+async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> QueueRun {
+    let redis = RedisServer::start();
+    let coordinator = CoordinatorProcess::start(
+        &redis.url(),
+        &[
+            ("SWARMQ_PLANNER", "local"),
+            ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
+            ("SWARMQ_MAX_AGENTS", "4"),
+            ("RUST_LOG", "warn"),
+        ],
+    )
+    .await;
+    let slots = cores().to_string();
+    let runner = RunnerProcess::start(
+        &redis.url(),
+        worker_cmd,
+        &[
+            ("SWARMQ_RUNNER_SLOTS", &slots),
+            ("SWARMQ_WORKER_CWD", &repo_root().display().to_string()),
+            ("RUST_LOG", "warn"),
+        ],
+    )
+    .await;
+    let runner_rss_idle_kb = rss_kb(runner.process.pid());
+    let api = coordinator.api();
+    let mut plan = Vec::new();
+    let mut left = tasks;
+    let mut agents = 2;
+    while left > 0 {
+        let todos = (agents * per_agent).min(left);
+        plan.push((vec!["x"; todos].join("; "), agents.min(todos) as u32));
+        left -= todos;
+        agents = if agents == 4 { 2 } else { agents + 1 };
+    }
+    let before = commandstats(&redis);
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for (prompt, agents) in &plan {
+        ids.push(
+            api.create_ok(if prompt.contains(';') { prompt } else { "x" }, *agents)
+                .await,
+        );
+    }
+    let mut runner_rss_busy_kb = 0;
+    loop {
+        runner_rss_busy_kb = runner_rss_busy_kb.max(rss_kb(runner.process.pid()));
+        let (_, stats) = api.get("/api/stats").await;
+        let done = stats["sessions"]["completed"].as_u64().unwrap_or(0)
+            + stats["sessions"]["failed"].as_u64().unwrap_or(0);
+        if done as usize >= ids.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "benchmark run did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = commandstats(&redis);
+    // Nothing lost, nothing twice: every session audited.
+    let mut done_todos = 0;
+    for id in &ids {
+        let r = recorded(&redis.url(), id).await;
+        assert_eq!(
+            r.session.status.as_str(),
+            "completed",
+            "session {id} did not complete"
+        );
+        check_finished(&r);
+        done_todos += r.session.todos.len();
+    }
+    assert_eq!(done_todos, tasks, "every TODO done");
+    let by_command: BTreeMap<String, u64> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let total: u64 = by_command.values().sum();
+    QueueRun {
+        rate: tasks as f64 / elapsed,
+        commands_per_todo: total as f64 / tasks as f64,
+        by_command,
+        runner_rss_idle_kb,
+        runner_rss_busy_kb,
+        coordinator_rss_kb: rss_kb(coordinator.process.pid()),
+    }
+}
+
+/// Requests/s and latency percentiles (ms) of `n` requests from `concurrency` clients.
+async fn http_load(url: String, post: bool, n: usize, concurrency: usize) -> (f64, f64, f64) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, url) = (client.clone(), next.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let t = Instant::now();
+                let request = if post {
+                    client
+                        .post(&url)
+                        .json(&serde_json::json!({"prompt": "bench", "agentCount": 2}))
+                } else {
+                    client.get(&url)
+                };
+                let response = request.send().await.expect("request");
+                assert!(response.status().is_success(), "{}", response.status());
+                let _ = response.bytes().await;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (rate, pct(0.5), pct(0.99))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wants = |w: &str| args.only.as_deref().is_none_or(|o| w.starts_with(o));
+    let py = python();
+    let w1 = repo_root()
+        .join("bench/workers/w1.py")
+        .display()
+        .to_string();
+    let tiny = repo_root().join("target/bench-tiny").display().to_string();
+    let status = std::process::Command::new("cc")
+        .args(["-O2", "-o", &tiny])
+        .arg(repo_root().join("bench/workers/tiny.c"))
+        .status()?;
+    anyhow::ensure!(status.success(), "cc could not build bench/workers/tiny.c");
+    let p = cores();
+    println!(
+        "machine: {p} cores; {} TODOs per run; median of {} runs (min–max)\n",
+        args.tasks, args.repeat
+    );
+    println!("| workload | swarmq | baseline | ratio (median) | target |\n|---|---|---|---|---|");
+    let mut cost = None;
+    if wants("W1") {
+        let (mut raw, mut queue, mut persistent) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.repeat {
+            raw.push(raw_spawn_rate(&[py.clone(), w1.clone()], args.tasks, p).await);
+            let run = queue_rate(&format!("{py} {w1}"), args.tasks, 2).await;
+            queue.push(run.rate);
+            cost = Some(run);
+            persistent.push(
+                queue_rate(&format!("{py} {w1} --persistent"), args.tasks, 4)
+                    .await
+                    .rate,
+            );
+        }
+        let limit = median(&mut raw.clone());
+        println!(
+            "| W1 TODOs/s, Python worker, one process per TODO | {} | raw spawn {} | {:.2} | ≥ 0.90 |",
+            stat(&queue),
+            stat(&raw),
+            median(&mut queue.clone()) / limit
+        );
+        println!(
+            "| W1b TODOs/s, persistent worker, 4 TODOs per agent | {} | W1 raw spawn {} | {:.2}× | ≥ 2× |",
+            stat(&persistent),
+            stat(&raw),
+            median(&mut persistent.clone()) / limit
+        );
+    }
+    if wants("W4") {
+        let (mut raw, mut queue) = (Vec::new(), Vec::new());
+        for _ in 0..args.repeat {
+            raw.push(raw_spawn_rate(std::slice::from_ref(&tiny), args.tasks, p).await);
+            queue.push(queue_rate(&tiny, args.tasks, 2).await.rate);
+        }
+        println!(
+            "| W4 TODOs/s, trivial compiled worker | {} | raw spawn {} | {:.2} | ≥ 0.80 |",
+            stat(&queue),
+            stat(&raw),
+            median(&mut queue.clone()) / median(&mut raw.clone())
+        );
+    }
+    if wants("W3") {
+        let (mut posts, mut p50s, mut p99s, mut health) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.repeat {
+            let redis = RedisServer::start();
+            let fake = FakeAnthropic::start(vec![]).await;
+            let coordinator = CoordinatorProcess::start(
+                &redis.url(),
+                &[
+                    ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+                    ("ANTHROPIC_BASE_URL", fake.url()),
+                    ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
+                    ("RUST_LOG", "warn"),
+                ],
+            )
+            .await;
+            let (rate, p50, p99) =
+                http_load(format!("{}/api/sessions", coordinator.url), true, 2000, 50).await;
+            posts.push(rate);
+            p50s.push(p50);
+            p99s.push(p99);
+            health.push(
+                http_load(format!("{}/healthz", coordinator.url), false, 2000, 50)
+                    .await
+                    .0,
+            );
+        }
+        println!(
+            "| W3 POST /api/sessions/s at 50 concurrent (instant fake LLM) | {} | GET /healthz {} | {:.2} | ≥ 1,000/s |",
+            stat(&posts),
+            stat(&health),
+            median(&mut posts.clone()) / median(&mut health.clone())
+        );
+        println!(
+            "| W3 POST latency p50 / p99 (ms) | {} / {} | | | p99 ≤ 20 ms |",
+            stat(&p50s),
+            stat(&p99s)
+        );
+    }
+    if let Some(run) = cost {
+        println!(
+            "\nRedis commands per TODO (W1, one run): {:.1}",
+            run.commands_per_todo
+        );
+        for (name, calls) in &run.by_command {
+            println!(
+                "  {name:<12} {:>6.2} per TODO",
+                *calls as f64 / args.tasks as f64
+            );
+        }
+        println!(
+            "\nRSS: runner idle {} KB, busy (max) {} KB; coordinator after the run {} KB",
+            run.runner_rss_idle_kb, run.runner_rss_busy_kb, run.coordinator_rss_kb
+        );
+    }
+    Ok(())
+}
