@@ -267,7 +267,7 @@ async fn hostile_clients_do_not_hurt_others() {
     let hostile = Watcher::node(
         &cluster.coordinator.url,
         &id,
-        &["--garbage", "--rooms", "150", "--since", "0"],
+        &["--garbage", "--rooms", "2000", "--since", "0"],
     );
     let good = Watcher::node(&cluster.coordinator.url, &id, &["--since", "0"]);
     let events = good.finish(LIMIT).await;

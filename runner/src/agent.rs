@@ -68,6 +68,7 @@ pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEn
         token,
         cancel,
         worker: None,
+        one_shot: false,
         batch_no: 0,
         rate: TokenBucket::new(ctx.config.max_events_per_sec),
     };
@@ -84,6 +85,9 @@ struct AgentRun<'a> {
     token: LeaseToken,
     cancel: CancellationToken,
     worker: Option<Worker>,
+    /// The agent's worker turned out to be one-shot (it exited after a `complete` instead of
+    /// reading its next TODO): from then on each TODO goes straight to a fresh process.
+    one_shot: bool,
     batch_no: u64,
     rate: TokenBucket,
 }
@@ -246,13 +250,17 @@ impl AgentRun<'_> {
             description: description.to_owned(),
         };
         let mut via_stdin = false;
-        if let Some(worker) = self.worker.as_mut() {
+        if self.one_shot {
+            // It is exiting after its `complete`: reap it aside and start the next one now.
+            if let Some(old) = self.worker.take() {
+                let grace = self.ctx.config.exit_grace();
+                tokio::spawn(async move { old.finish(grace).await });
+            }
+        } else if let Some(worker) = self.worker.as_mut() {
             if !worker.has_exited() && worker.send_task(&task).await.is_ok() {
                 via_stdin = true;
-            } else {
-                if let Some(mut w) = self.worker.take() {
-                    w.kill().await;
-                }
+            } else if let Some(mut w) = self.worker.take() {
+                w.kill().await;
             }
         }
         let deadline = tokio::time::Instant::now() + self.ctx.config.task_timeout();
@@ -283,6 +291,7 @@ impl AgentRun<'_> {
                         "worker exited without reading its next TODO; starting a fresh one"
                     );
                     self.worker = None;
+                    self.one_shot = true;
                     via_stdin = false;
                 }
                 Relayed::ExitedSilently => {

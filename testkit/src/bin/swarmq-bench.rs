@@ -124,6 +124,7 @@ fn rss_kb(pid: i32) -> u64 {
 struct QueueRun {
     rate: f64,
     commands_per_todo: f64,
+    scripts_per_todo: f64,
     by_command: BTreeMap<String, u64>,
     runner_rss_idle_kb: u64,
     runner_rss_busy_kb: u64,
@@ -131,7 +132,7 @@ struct QueueRun {
 }
 
 /// TODOs/s through swarmq: sessions of 2–4 agents with `per_agent` TODOs each, `tasks` in all.
-async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> QueueRun {
+async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow::Result<QueueRun> {
     let redis = RedisServer::start();
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
@@ -139,7 +140,6 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> QueueRu
             ("SWARMQ_PLANNER", "local"),
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_MAX_AGENTS", "4"),
-            ("RUST_LOG", "warn"),
         ],
     )
     .await;
@@ -150,7 +150,6 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> QueueRu
         &[
             ("SWARMQ_RUNNER_SLOTS", &slots),
             ("SWARMQ_WORKER_CWD", &repo_root().display().to_string()),
-            ("RUST_LOG", "warn"),
         ],
     )
     .await;
@@ -174,16 +173,28 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> QueueRu
                 .await,
         );
     }
+    // Completion is polled with HSTRLEN (length of the status string: 9 = "completed"), a
+    // command swarmq itself never uses, so it can be left out of the cost figures.
+    let client = redis::Client::open(redis.url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
     let mut runner_rss_busy_kb = 0;
-    loop {
+    let mut pending: Vec<&String> = ids.iter().collect();
+    while !pending.is_empty() {
         runner_rss_busy_kb = runner_rss_busy_kb.max(rss_kb(runner.process.pid()));
-        let (_, stats) = api.get("/api/stats").await;
-        let done = stats["sessions"]["completed"].as_u64().unwrap_or(0)
-            + stats["sessions"]["failed"].as_u64().unwrap_or(0);
-        if done as usize >= ids.len() {
-            break;
+        let mut pipe = redis::pipe();
+        for id in &pending {
+            pipe.cmd("HSTRLEN")
+                .arg(format!("swarmq:{{{id}}}:session"))
+                .arg("status");
         }
-        assert!(
+        let lengths: Vec<u64> = pipe.query_async(&mut conn).await?;
+        pending = pending
+            .into_iter()
+            .zip(lengths)
+            .filter(|(_, len)| *len != 9)
+            .map(|(id, _)| id)
+            .collect();
+        anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
             "benchmark run did not finish"
         );
@@ -207,17 +218,19 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> QueueRu
     let by_command: BTreeMap<String, u64> = after
         .iter()
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
+        .filter(|(k, v)| *v > 0 && k.as_str() != "hstrlen" && k.as_str() != "info")
         .collect();
     let total: u64 = by_command.values().sum();
-    QueueRun {
+    let scripts = by_command.get("evalsha").copied().unwrap_or(0);
+    Ok(QueueRun {
         rate: tasks as f64 / elapsed,
         commands_per_todo: total as f64 / tasks as f64,
+        scripts_per_todo: scripts as f64 / tasks as f64,
         by_command,
         runner_rss_idle_kb,
         runner_rss_busy_kb,
         coordinator_rss_kb: rss_kb(coordinator.process.pid()),
-    }
+    })
 }
 
 /// Requests/s and latency percentiles (ms) of `n` requests from `concurrency` clients.
@@ -286,12 +299,12 @@ async fn main() -> anyhow::Result<()> {
         let (mut raw, mut queue, mut persistent) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.repeat {
             raw.push(raw_spawn_rate(&[py.clone(), w1.clone()], args.tasks, p).await);
-            let run = queue_rate(&format!("{py} {w1}"), args.tasks, 2).await;
+            let run = queue_rate(&format!("{py} {w1}"), args.tasks, 2).await?;
             queue.push(run.rate);
             cost = Some(run);
             persistent.push(
                 queue_rate(&format!("{py} {w1} --persistent"), args.tasks, 4)
-                    .await
+                    .await?
                     .rate,
             );
         }
@@ -313,7 +326,7 @@ async fn main() -> anyhow::Result<()> {
         let (mut raw, mut queue) = (Vec::new(), Vec::new());
         for _ in 0..args.repeat {
             raw.push(raw_spawn_rate(std::slice::from_ref(&tiny), args.tasks, p).await);
-            queue.push(queue_rate(&tiny, args.tasks, 2).await.rate);
+            queue.push(queue_rate(&tiny, args.tasks, 2).await?.rate);
         }
         println!(
             "| W4 TODOs/s, trivial compiled worker | {} | raw spawn {} | {:.2} | ≥ 0.80 |",
@@ -334,7 +347,6 @@ async fn main() -> anyhow::Result<()> {
                     ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
                     ("ANTHROPIC_BASE_URL", fake.url()),
                     ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
-                    ("RUST_LOG", "warn"),
                 ],
             )
             .await;
@@ -363,8 +375,8 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(run) = cost {
         println!(
-            "\nRedis commands per TODO (W1, one run): {:.1}",
-            run.commands_per_todo
+            "\nRedis per TODO (W1, one run): {:.1} commands executed, {:.2} of them script calls (EVALSHA; the commands a script runs count too)",
+            run.commands_per_todo, run.scripts_per_todo
         );
         for (name, calls) in &run.by_command {
             println!(
