@@ -373,10 +373,13 @@ impl Room {
 
     async fn deliver(&mut self, seq: u64, event: String, data: Box<RawValue>) {
         metrics::counter!("swarmq_events_relayed_total").increment(1);
-        if let Some(inner) = self.inner.upgrade()
-            && let Err(e) = inner.io.to(self.name.clone()).emit(&event, &data).await
-        {
-            tracing::warn!(session_id = %self.session, seq, error = %e, "relay: emit to room failed for some sockets");
+        // Per socket rather than one room broadcast: a broadcast silently drops the event for a
+        // socket whose send buffer is full, while `emit_to` waits for it (bounded), so a client
+        // that is merely slow during a burst still gets every event.
+        if let Some(inner) = self.inner.upgrade() {
+            for socket in inner.io.to(self.name.clone()).sockets() {
+                emit_to(&socket, &event, &data).await;
+            }
         }
         self.last = seq;
         if self.ring.len() == RING {
@@ -498,7 +501,8 @@ impl Room {
     }
 }
 
-/// Emits to one socket, waiting briefly when its send buffer is full instead of dropping.
+/// Emits to one socket, waiting (up to 2 s) when its send buffer is full instead of dropping;
+/// a client stuck longer than that loses the event and can re-join with `since` to repair.
 async fn emit_to(socket: &SocketRef, event: &str, data: &RawValue) {
     for _ in 0..200 {
         match socket.emit(event, data) {
@@ -509,11 +513,12 @@ async fn emit_to(socket: &SocketRef, event: &str, data: &RawValue) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(e) => {
-                tracing::debug!(error = %e, "replay emit failed");
+                tracing::debug!(error = %e, "emit to a socket failed");
                 return;
             }
         }
     }
+    tracing::warn!(socket = %socket.id, event, "socket send buffer stayed full for 2 s; event dropped for it");
 }
 
 /// Owns the pub/sub connection: (re)subscribes what rooms want, dispatches messages to rooms.

@@ -36,7 +36,7 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W3, W4).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, SCALE).
     #[arg(long)]
     only: Option<String>,
 }
@@ -122,6 +122,8 @@ fn rss_kb(pid: i32) -> u64 {
 }
 
 struct QueueRun {
+    /// TODOs completed by each runner process.
+    per_runner: Vec<usize>,
     rate: f64,
     commands_per_todo: f64,
     scripts_per_todo: f64,
@@ -133,6 +135,16 @@ struct QueueRun {
 
 /// TODOs/s through swarmq: sessions of 2–4 agents with `per_agent` TODOs each, `tasks` in all.
 async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow::Result<QueueRun> {
+    queue_rate_with(worker_cmd, tasks, per_agent, 1).await
+}
+
+/// `queue_rate` with `runners` runner processes (slots = cores each).
+async fn queue_rate_with(
+    worker_cmd: &str,
+    tasks: usize,
+    per_agent: usize,
+    runners: usize,
+) -> anyhow::Result<QueueRun> {
     let redis = RedisServer::start();
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
@@ -144,15 +156,19 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow:
     )
     .await;
     let slots = cores().to_string();
-    let runner = RunnerProcess::start(
-        &redis.url(),
-        worker_cmd,
-        &[
-            ("SWARMQ_RUNNER_SLOTS", &slots),
-            ("SWARMQ_WORKER_CWD", &repo_root().display().to_string()),
-        ],
-    )
-    .await;
+    let cwd = repo_root().display().to_string();
+    let mut fleet = Vec::new();
+    for _ in 0..runners {
+        fleet.push(
+            RunnerProcess::start(
+                &redis.url(),
+                worker_cmd,
+                &[("SWARMQ_RUNNER_SLOTS", &slots), ("SWARMQ_WORKER_CWD", &cwd)],
+            )
+            .await,
+        );
+    }
+    let runner = &fleet[0];
     let runner_rss_idle_kb = rss_kb(runner.process.pid());
     let api = coordinator.api();
     let mut plan = Vec::new();
@@ -222,7 +238,12 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow:
         .collect();
     let total: u64 = by_command.values().sum();
     let scripts = by_command.get("evalsha").copied().unwrap_or(0);
+    let per_runner: Vec<usize> = fleet
+        .iter()
+        .map(|r| r.process.log_messages("TODO completed").len())
+        .collect();
     Ok(QueueRun {
+        per_runner,
         rate: tasks as f64 / elapsed,
         commands_per_todo: total as f64 / tasks as f64,
         scripts_per_todo: scripts as f64 / tasks as f64,
@@ -231,6 +252,208 @@ async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow:
         runner_rss_busy_kb,
         coordinator_rss_kb: rss_kb(coordinator.process.pid()),
     })
+}
+
+/// Percentiles of `samples` (ms): (p50, p95, p99).
+fn percentiles(mut samples: Vec<f64>) -> (f64, f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    (at(0.5), at(0.95), at(0.99))
+}
+
+/// Baseline for W2: Redis PUBLISH → subscriber receive on this machine (ms).
+async fn pubsub_latency(redis: &RedisServer) -> anyhow::Result<(f64, f64, f64)> {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(redis.url())?;
+    let mut sub = client.get_async_pubsub().await?;
+    sub.subscribe("bench").await?;
+    let mut publisher = client.get_multiplexed_async_connection().await?;
+    let receiver = tokio::spawn(async move {
+        let mut stream = sub.into_on_message();
+        let mut out = Vec::new();
+        while out.len() < 1000 {
+            let Some(msg) = stream.next().await else {
+                break;
+            };
+            let sent: f64 = msg
+                .get_payload::<String>()
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0.0);
+            out.push(wall_ms() - sent);
+        }
+        out
+    });
+    for _ in 0..1000 {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("bench")
+            .arg(format!("{:.3}", wall_ms()))
+            .query_async(&mut publisher)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(percentiles(receiver.await?))
+}
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// The npm-client benchmark script: `CLIENTS` connections per session.
+fn latency_client(
+    url: &str,
+    clients: usize,
+    ids: &[String],
+    connect_only: bool,
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(repo_root().join("tests/clients/latency.mjs"))
+        .arg(url)
+        .arg(clients.to_string())
+        .arg(ids.join(","));
+    if connect_only {
+        cmd.arg("--connect-only");
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node latency.mjs")
+}
+
+async fn next_json(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    kind: &str,
+) -> anyhow::Result<serde_json::Value> {
+    while let Some(line) = lines.next_line().await? {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["type"] == kind
+        {
+            return Ok(v);
+        }
+    }
+    anyhow::bail!("the benchmark client ended before printing {kind}")
+}
+
+struct Relay {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    stamped: u64,
+    expected: u64,
+    baseline: (f64, f64, f64),
+}
+
+/// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
+/// With `flood`, one session whose worker prints that many lines as fast as it can.
+async fn relay_run(
+    sessions: usize,
+    clients: usize,
+    flood: usize,
+) -> anyhow::Result<(Relay, serde_json::Value)> {
+    use tokio::io::AsyncBufReadExt;
+    let redis = RedisServer::start();
+    let baseline = pubsub_latency(&redis).await?;
+    let coordinator = CoordinatorProcess::start(
+        &redis.url(),
+        &[
+            ("SWARMQ_PLANNER", "local"),
+            ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
+        ],
+    )
+    .await;
+    let api = coordinator.api();
+    let mut ids = Vec::new();
+    for _ in 0..sessions {
+        ids.push(
+            api.create_ok(
+                if flood > 0 { "flood" } else { "a; b" },
+                if flood > 0 { 1 } else { 2 },
+            )
+            .await,
+        );
+    }
+    let mut client = latency_client(&coordinator.url, clients, &ids, false);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    next_json(&mut lines, "joined").await?;
+    let slots = (sessions * 2).max(cores()).to_string();
+    let flood_s = flood.to_string();
+    let worker = format!(
+        "{} {}",
+        python(),
+        repo_root().join("bench/workers/stamp.py").display()
+    );
+    let _runner = RunnerProcess::start(
+        &redis.url(),
+        &worker,
+        &[
+            ("SWARMQ_RUNNER_SLOTS", &slots),
+            ("BENCH_FLOOD", &flood_s),
+            ("BENCH_WARMUP", "3"),
+            ("SWARMQ_WORKER_PASS_ENV", "BENCH_FLOOD,BENCH_WARMUP"),
+            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+        ],
+    )
+    .await;
+    let summary =
+        tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
+    for id in &ids {
+        let r = recorded(&redis.url(), id).await;
+        if flood > 0 {
+            // The stream keeps the last SWARMQ_EVENTS_MAXLEN events only: check the end state;
+            // the client's count below is the loss check.
+            anyhow::ensure!(
+                r.session.status.as_str() == "completed",
+                "flood session did not complete"
+            );
+        } else {
+            check_finished(&r);
+        }
+    }
+    let expected = (if flood > 0 { flood } else { sessions * 2 * 20 } * clients) as u64;
+    let got = if flood > 0 {
+        summary["flood"].as_u64()
+    } else {
+        summary["stamped"].as_u64()
+    }
+    .unwrap_or(0);
+    anyhow::ensure!(
+        got == expected,
+        "events lost: a client received {got} of {expected}"
+    );
+    let f = |k: &str| summary[k].as_f64().unwrap_or(f64::NAN);
+    Ok((
+        Relay {
+            p50: f("p50"),
+            p95: f("p95"),
+            p99: f("p99"),
+            stamped: got,
+            expected,
+            baseline,
+        },
+        summary,
+    ))
+}
+
+/// Coordinator RSS idle and with `n` connected, joined Socket.IO clients.
+async fn coordinator_memory(n: usize) -> anyhow::Result<(u64, u64)> {
+    use tokio::io::AsyncBufReadExt;
+    let redis = RedisServer::start();
+    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let id = coordinator.api().create_ok("one; two", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = rss_kb(coordinator.process.pid());
+    let mut client = latency_client(&coordinator.url, n, std::slice::from_ref(&id), true);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(Duration::from_secs(120), next_json(&mut lines, "joined")).await??;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = rss_kb(coordinator.process.pid());
+    drop(client.stdin.take());
+    let _ = client.wait().await;
+    Ok((idle, loaded))
 }
 
 /// Requests/s and latency percentiles (ms) of `n` requests from `concurrency` clients.
@@ -372,6 +595,72 @@ async fn main() -> anyhow::Result<()> {
             stat(&p50s),
             stat(&p99s)
         );
+    }
+    if wants("W2") {
+        for (sessions, clients, p99_target) in
+            [(10, 2, "p50 ≤ 5 ms, p99 ≤ 25 ms"), (50, 5, "p99 ≤ 100 ms")]
+        {
+            let (mut p50, mut p95, mut p99, mut base50, mut base99) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            let mut counted = 0;
+            for _ in 0..args.repeat {
+                let (r, _) = relay_run(sessions, clients, 0).await?;
+                p50.push(r.p50);
+                p95.push(r.p95);
+                p99.push(r.p99);
+                base50.push(r.baseline.0);
+                base99.push(r.baseline.2);
+                counted += r.stamped;
+                anyhow::ensure!(r.stamped == r.expected);
+            }
+            println!(
+                "| W2 worker print → client, {sessions} sessions × {clients} clients: p50 / p95 / p99 ms | {} / {} / {} | Redis pub/sub p50 {} / p99 {} | | {p99_target} ({counted} events, none lost) |",
+                stat(&p50),
+                stat(&p95),
+                stat(&p99),
+                stat(&base50),
+                stat(&base99)
+            );
+        }
+        let mut rates = Vec::new();
+        let flood = 100_000;
+        for _ in 0..args.repeat {
+            let (r, summary) = relay_run(1, 1, flood).await?;
+            let secs = summary["floodSeconds"].as_f64().unwrap_or(f64::NAN);
+            rates.push(r.stamped as f64 / secs);
+        }
+        println!(
+            "| W2 flood: one worker printing {flood} lines as fast as it can, events/s at the client | {} | | | ≥ 20,000/s, zero loss (all {flood} received) |",
+            stat(&rates)
+        );
+    }
+    if wants("MEM") {
+        let (mut idle, mut loaded) = (Vec::new(), Vec::new());
+        for _ in 0..args.repeat {
+            let (i, l) = coordinator_memory(1000).await?;
+            idle.push(i as f64 / 1024.0);
+            loaded.push(l as f64 / 1024.0);
+        }
+        println!(
+            "| coordinator RSS MB with 1,000 connected Socket.IO clients | {} | idle {} | | ≤ 50 MB |",
+            stat(&loaded),
+            stat(&idle)
+        );
+    }
+    if wants("SCALE") {
+        for runners in [1, 2, 4] {
+            let mut rates = Vec::new();
+            let mut shares = String::new();
+            for _ in 0..args.repeat {
+                let run = queue_rate_with(&format!("{py} {w1}"), args.tasks, 2, runners).await?;
+                rates.push(run.rate);
+                shares = format!("{:?}", run.per_runner);
+            }
+            println!(
+                "| scale-out: W1 with {runners} runner process(es), slots = cores each | {} TODOs/s | | | TODOs per runner (last run): {shares} |",
+                stat(&rates)
+            );
+        }
     }
     if let Some(run) = cost {
         println!(

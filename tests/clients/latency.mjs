@@ -1,0 +1,73 @@
+// Benchmark client (official socket.io-client): opens CLIENTS connections per session, joins
+// each session, and measures worker-print → client-receive latency from `t=<ms>` actions.
+//
+//   node latency.mjs URL CLIENTS ID[,ID...] [--connect-only]
+//
+// Prints {"type":"joined"} once every connection has joined, then, after every connection saw
+// session:complete of its session, one JSON summary: received counts and latency percentiles.
+// --connect-only: join and hold the connections until stdin closes (memory measurement).
+import { io } from "socket.io-client";
+
+const [url, perSession, idList, ...rest] = process.argv.slice(2);
+const ids = idList.split(",");
+const clients = Number(perSession);
+const connectOnly = rest.includes("--connect-only");
+const now = () => performance.timeOrigin + performance.now();
+const latencies = [];
+let thinking = 0, flood = 0, firstFlood = 0, lastFlood = 0, done = 0, joined = 0;
+const total = ids.length * clients;
+const sockets = [];
+
+for (const id of ids) {
+  for (let c = 0; c < clients; c++) {
+    const socket = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
+    sockets.push(socket);
+    socket.on("agent:thinking", (d) => {
+      thinking++;
+      if (d.action.startsWith("t=")) latencies.push(now() - Number(d.action.slice(2)));
+      else if (d.action === "flood") {
+        const t = now();
+        if (flood === 0) firstFlood = t;
+        lastFlood = t;
+        flood++;
+      }
+    });
+    socket.on("session:complete", () => {
+      if (++done === total) finish();
+    });
+    socket.on("connect", () => {
+      socket.emit("session:join", { sessionId: id, since: 0 }, (ack) => {
+        if (!ack || !ack.ok) {
+          console.error("join failed", ack);
+          process.exit(1);
+        }
+        if (++joined === total) console.log(JSON.stringify({ type: "joined" }));
+      });
+    });
+    socket.on("connect_error", (e) => {
+      console.error("connect_error", e.message);
+      process.exit(1);
+    });
+  }
+}
+
+function pct(p) {
+  if (latencies.length === 0) return null;
+  const s = [...latencies].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))];
+}
+
+function finish() {
+  console.log(JSON.stringify({
+    type: "summary", connections: total, thinking, stamped: latencies.length,
+    p50: pct(0.5), p95: pct(0.95), p99: pct(0.99), max: pct(1),
+    flood, floodSeconds: (lastFlood - firstFlood) / 1000,
+  }));
+  for (const s of sockets) s.close();
+  process.exit(0);
+}
+
+if (connectOnly) {
+  process.stdin.resume();
+  process.stdin.on("end", () => { for (const s of sockets) s.close(); process.exit(0); });
+}
