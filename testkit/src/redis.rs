@@ -81,6 +81,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_owned()
     }

@@ -109,6 +109,24 @@ fn commandstats(redis: &RedisServer) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// CPU time (user + system) a process has used, in ms.
+fn cpu_ms(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/pid/stat (indexes 11, 12 after the name).
+    (ticks(11) + ticks(12)) * 1000.0 / 100.0
+}
+
 fn rss_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -122,6 +140,8 @@ fn rss_kb(pid: i32) -> u64 {
 }
 
 struct QueueRun {
+    /// CPU ms per TODO of the runner(s), the coordinator and redis-server.
+    cpu_per_todo: Vec<f64>,
     /// TODOs completed by each runner process.
     per_runner: Vec<usize>,
     rate: f64,
@@ -181,6 +201,15 @@ async fn queue_rate_with(
         agents = if agents == 4 { 2 } else { agents + 1 };
     }
     let before = commandstats(&redis);
+    let pids = [
+        fleet.iter().map(|r| r.process.pid()).collect::<Vec<_>>(),
+        vec![coordinator.process.pid()],
+        vec![redis.pid().map(|p| p as i32).unwrap_or(0)],
+    ];
+    let cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|group| group.iter().map(|p| cpu_ms(*p)).sum())
+        .collect();
     let started = Instant::now();
     let mut ids = Vec::new();
     for (prompt, agents) in &plan {
@@ -217,6 +246,13 @@ async fn queue_rate_with(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_per_todo: Vec<f64> = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|(group, before)| {
+            (group.iter().map(|p| cpu_ms(*p)).sum::<f64>() - before) / tasks as f64
+        })
+        .collect();
     let after = commandstats(&redis);
     // Nothing lost, nothing twice: every session audited.
     let mut done_todos = 0;
@@ -243,6 +279,7 @@ async fn queue_rate_with(
         .map(|r| r.process.log_messages("TODO completed").len())
         .collect();
     Ok(QueueRun {
+        cpu_per_todo,
         per_runner,
         rate: tasks as f64 / elapsed,
         commands_per_todo: total as f64 / tasks as f64,
@@ -518,6 +555,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| workload | swarmq | baseline | ratio (median) | target |\n|---|---|---|---|---|");
     let mut cost = None;
+    let mut w4_cpu: Option<(Vec<f64>, f64)> = None;
     if wants("W1") {
         let (mut raw, mut queue, mut persistent) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.repeat {
@@ -549,7 +587,9 @@ async fn main() -> anyhow::Result<()> {
         let (mut raw, mut queue) = (Vec::new(), Vec::new());
         for _ in 0..args.repeat {
             raw.push(raw_spawn_rate(std::slice::from_ref(&tiny), args.tasks, p).await);
-            queue.push(queue_rate(&tiny, args.tasks, 2).await?.rate);
+            let run = queue_rate(&tiny, args.tasks, 2).await?;
+            queue.push(run.rate);
+            w4_cpu = Some((run.cpu_per_todo, run.rate));
         }
         println!(
             "| W4 TODOs/s, trivial compiled worker | {} | raw spawn {} | {:.2} | ≥ 0.80 |",
@@ -661,6 +701,22 @@ async fn main() -> anyhow::Result<()> {
                 stat(&rates)
             );
         }
+    }
+    let cpu_line = |name: &str, cpu: &[f64], rate: f64| {
+        println!(
+            "{name}: CPU ms per TODO — runner {:.2}, coordinator {:.2}, redis-server {:.2}; wall time per TODO per slot {:.2} ms",
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            p as f64 * 1000.0 / rate
+        );
+    };
+    println!();
+    if let Some(run) = &cost {
+        cpu_line("W1 (one run)", &run.cpu_per_todo, run.rate);
+    }
+    if let Some((cpu, rate)) = &w4_cpu {
+        cpu_line("W4 (last run)", cpu, *rate);
     }
     if let Some(run) = cost {
         println!(
