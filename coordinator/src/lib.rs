@@ -24,6 +24,8 @@ pub mod state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use socketioxide::SocketIo;
 use swarmq_shared::store::StoreOptions;
@@ -39,6 +41,9 @@ use crate::config::PlannerKind;
 use crate::planner::{AnthropicPlanner, Limits, Planner};
 use crate::realtime::Relay;
 use crate::state::{AppState, SessionLimits};
+
+/// How long open connections may take to close after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Application {
     listener: TcpListener,
@@ -171,11 +176,24 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let server = axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        // A connection that never finishes closing must not keep a stopped coordinator alive:
+        // after the shutdown signal, connections get SHUTDOWN_GRACE to end.
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let result = tokio::select! {
+            r = server => r.context("http server failed"),
+            _ = deadline => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace period; stopping anyway");
+                Ok(())
+            }
+        };
         background.cancel();
-        result.context("http server failed")
+        result
     }
 }
 
