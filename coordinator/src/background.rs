@@ -70,21 +70,10 @@ async fn fail_abandoned_decompositions(store: &Store) -> Result<(), swarmq_share
 
 async fn sample_gauges(store: &Store, with_pending: bool) -> Result<(), swarmq_shared::StoreError> {
     metrics::gauge!("swarmq_ready_queue_depth").set(store.ready_depth().await? as f64);
-    let now = now_ms();
-    let live: Vec<_> = store
-        .runners()
-        .await?
-        .into_iter()
-        .filter(|r| r.lease_expires_at > now)
-        .collect();
-    let sum = |k: &str| -> f64 {
-        live.iter()
-            .filter_map(|r| r.info.get(k).and_then(|v| v.parse::<f64>().ok()))
-            .sum()
-    };
-    metrics::gauge!("swarmq_runners_live").set(live.len() as f64);
-    metrics::gauge!("swarmq_runner_slots_total").set(sum("slots"));
-    metrics::gauge!("swarmq_runner_slots_busy").set(sum("busy"));
+    let runners = store.runner_totals().await?;
+    metrics::gauge!("swarmq_runners_live").set(runners.live as f64);
+    metrics::gauge!("swarmq_runner_slots_total").set(runners.slots as f64);
+    metrics::gauge!("swarmq_runner_slots_busy").set(runners.busy as f64);
     if with_pending {
         let counts = store.session_counts(1000).await?;
         metrics::gauge!("swarmq_pending_todos").set(counts.pending_todos as f64);

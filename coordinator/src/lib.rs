@@ -28,9 +28,8 @@ use std::future::IntoFuture;
 
 use anyhow::Context;
 use socketioxide::SocketIo;
-use swarmq_shared::store::StoreOptions;
+use swarmq_shared::Store;
 use swarmq_shared::telemetry::redact_url;
-use swarmq_shared::{Keys, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
@@ -55,16 +54,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = Keys::new(&config.prefix)?;
-        let store = Store::new(
-            &config.redis_url,
-            keys,
-            StoreOptions {
-                events_maxlen: config.events_maxlen,
-                ..StoreOptions::default()
-            },
-        )
-        .with_context(|| format!("invalid REDIS_URL {}", redact_url(&config.redis_url)))?;
+        let store = Store::open(&config.redis_url, &config.prefix, config.events_maxlen)
+            .map_err(anyhow::Error::msg)?;
         let planner = match config.planner_kind() {
             PlannerKind::Anthropic => {
                 let key = config

@@ -23,9 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use swarmq_shared::store::StoreOptions;
 use swarmq_shared::telemetry::redact_url;
-use swarmq_shared::{AgentJob, Keys, RunnerId, Store};
+use swarmq_shared::{AgentJob, RunnerId, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -55,16 +54,8 @@ pub struct Runner {
 
 impl Runner {
     pub fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = Keys::new(&config.prefix)?;
-        let store = Store::new(
-            &config.redis_url,
-            keys,
-            StoreOptions {
-                events_maxlen: config.events_maxlen,
-                ..StoreOptions::default()
-            },
-        )
-        .with_context(|| format!("invalid REDIS_URL {}", redact_url(&config.redis_url)))?;
+        let store = Store::open(&config.redis_url, &config.prefix, config.events_maxlen)
+            .map_err(anyhow::Error::msg)?;
         let cwd = config.worker_cwd.canonicalize().with_context(|| {
             format!(
                 "SWARMQ_WORKER_CWD {} is not an existing directory",

@@ -49,22 +49,12 @@ async fn runners(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 }
 
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let now = now_ms();
-    let runners = state.store.runners().await?;
-    let live: Vec<_> = runners
-        .iter()
-        .filter(|r| r.lease_expires_at > now)
-        .collect();
-    let sum = |k: &str| -> u64 {
-        live.iter()
-            .filter_map(|r| r.info.get(k).and_then(|v| v.parse::<u64>().ok()))
-            .sum()
-    };
+    let runners = state.store.runner_totals().await?;
     let ready = state.store.ready_depth().await?;
     let sessions = state.store.session_counts(STATS_SCAN).await?;
     Ok(Json(json!({
         "readyQueue": ready,
-        "runners": { "live": live.len(), "slots": sum("slots"), "busy": sum("busy") },
+        "runners": runners,
         "sessions": sessions,
         "socketRooms": state.relay.rooms(),
     })))

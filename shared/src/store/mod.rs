@@ -21,7 +21,7 @@ use crate::keys::Keys;
 pub use agents::{
     AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome, TerminateOutcome,
 };
-pub use runners::{Claimer, RunnerInfo};
+pub use runners::{Claimer, RunnerInfo, RunnerTotals};
 pub use sessions::{CancelOutcome, CreateOutcome, RecordedEvent, SessionCounts, SessionPage};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,25 @@ impl Store {
             conn,
             keys,
             opts,
+        })
+    }
+
+    /// `new` from the daemons' settings, with an error that never shows the URL's password.
+    pub fn open(url: &str, prefix: &str, events_maxlen: u64) -> std::result::Result<Self, String> {
+        let keys = Keys::new(prefix).map_err(|e| e.to_string())?;
+        let opts = StoreOptions {
+            events_maxlen,
+            ..StoreOptions::default()
+        };
+        Self::new(url, keys, opts).map_err(|e| {
+            let url = crate::telemetry::redact_url(url);
+            match e {
+                StoreError::Redis(e) => match e.detail() {
+                    Some(detail) => format!("invalid REDIS_URL {url}: {} ({detail})", e.category()),
+                    None => format!("invalid REDIS_URL {url}: {}", e.category()),
+                },
+                other => format!("invalid REDIS_URL {url}: {other}"),
+            }
         })
     }
 

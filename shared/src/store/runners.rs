@@ -175,3 +175,33 @@ impl Store {
         Ok(self.conn().llen(self.keys.ready_list()).await?)
     }
 }
+
+/// Live runners and their slots, summed (for `/api/stats` and the gauges).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct RunnerTotals {
+    pub live: u64,
+    pub slots: u64,
+    pub busy: u64,
+}
+
+impl Store {
+    pub async fn runner_totals(&self) -> Result<RunnerTotals> {
+        let now = crate::now_ms();
+        let mut totals = RunnerTotals::default();
+        for r in self.runners().await? {
+            if r.lease_expires_at <= now {
+                continue;
+            }
+            let num = |k: &str| {
+                r.info
+                    .get(k)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            totals.live += 1;
+            totals.slots += num("slots");
+            totals.busy += num("busy");
+        }
+        Ok(totals)
+    }
+}
