@@ -96,15 +96,22 @@ impl AgentRun<'_> {
     async fn work(&mut self) -> AgentEnd {
         let ctx = self.ctx;
         let max_attempts = ctx.config.max_attempts;
+        // The next TODO, when recording a completion already took it (one round trip per TODO).
+        let mut taken: Option<AssignOutcome> = None;
         loop {
             if ctx.draining.is_cancelled() {
                 return self.release("runner draining").await;
             }
             let (job, token) = (self.job, self.token.clone());
-            let next = persist(ctx, "assign next TODO", &self.cancel, || {
-                ctx.store.assign_next(job, &token, max_attempts)
-            })
-            .await;
+            let next = match taken.take() {
+                Some(next) => Some(next),
+                None => {
+                    persist(ctx, "assign next TODO", &self.cancel, || {
+                        ctx.store.assign_next(job, &token, max_attempts)
+                    })
+                    .await
+                }
+            };
             let (todo_id, description, attempts) = match next {
                 Some(AssignOutcome::Assigned {
                     todo_id,
@@ -128,22 +135,25 @@ impl AgentRun<'_> {
             match end {
                 TaskEnd::Completed(result) => {
                     let token = self.token.clone();
+                    // A draining runner takes no further TODO.
+                    let then_next = (!ctx.draining.is_cancelled()).then_some(max_attempts);
                     let outcome = persist(ctx, "complete TODO", &self.cancel, || {
                         ctx.store
-                            .complete_todo(job, &token, todo_id, result.clone())
+                            .complete_todo(job, &token, todo_id, result.clone(), then_next)
                     })
                     .await;
                     match outcome {
-                        Some(Fenced::Ok) => {
+                        Some((Fenced::Ok, next)) => {
+                            taken = next;
                             tracing::info!(
                                 took_ms = started.elapsed().as_millis() as u64,
                                 "TODO completed"
                             )
                         }
-                        Some(Fenced::Mismatch) => {
+                        Some((Fenced::Mismatch, _)) => {
                             tracing::warn!("completion not recorded: TODO no longer ours")
                         }
-                        Some(Fenced::Stale) | None => {
+                        Some((Fenced::Stale, _)) | None => {
                             ctx.stats.stale_rejected();
                             tracing::warn!(
                                 "completion rejected: this runner no longer holds the agent"

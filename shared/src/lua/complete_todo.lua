@@ -1,19 +1,28 @@
 -- complete_todo.lua: records a worker's `complete` (the plan's completeTask).
 -- ARGV[5] agent id   ARGV[6] token   ARGV[7] todo id   ARGV[8] '1' when a result is given
 -- ARGV[9] result   ARGV[10] task:completed payload
--- Returns 'ok' (recorded now, or already recorded by this holder: a retried call),
---         'stale' (the token is no longer the agent's: a late runner), or
---         'mismatch' (the TODO is not this agent's current one).
+-- ARGV[11] max attempts, or '' — when given, the agent's next TODO is taken in the same step
+-- (saving the runner a round trip per TODO), as assign_next.lua would.
+-- Returns {'ok'} (recorded now, or already recorded by this holder: a retried call), followed
+-- with ARGV[11] by next_todo's reply ({'ok', 'assigned', id, description, attempts} | {'ok',
+-- 'empty'} | {'ok', 'ended', status}); or {'stale'} (the token is no longer the agent's: a late
+-- runner) or {'mismatch'} (the TODO is not this agent's current one).
 local aid, tid = ARGV[5], ARGV[7]
 local akey, tkey = agent_key(aid), todo_key(tid)
-if not holds(aid, ARGV[6]) then return 'stale' end
+local function then_next()
+  if ARGV[11] == '' then return {'ok'} end
+  local reply = next_todo(aid, tonumber(ARGV[11]))
+  table.insert(reply, 1, 'ok')
+  return reply
+end
+if not holds(aid, ARGV[6]) then return {'stale'} end
 local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
-if t[1] == 'completed' and t[2] == aid then return 'ok' end
+if t[1] == 'completed' and t[2] == aid then return then_next() end
 if redis.call('HGET', akey, 'currentTaskId') ~= tid or t[1] ~= 'assigned' or t[2] ~= aid then
-  return 'mismatch'
+  return {'mismatch'}
 end
 redis.call('HSET', tkey, 'status', 'completed')
 if ARGV[8] == '1' then redis.call('HSET', tkey, 'result', ARGV[9]) end
 redis.call('HSET', akey, 'status', 'idle', 'currentTaskId', '')
 emit('task:completed', ARGV[10])
-return 'ok'
+return then_next()

@@ -86,3 +86,43 @@ local function holds(aid, token)
   return redis.call('HGET', agent_key(aid), 'token') == token
 end
 
+-- The agent's next TODO (the plan's getNextPendingTask + assignTask), for a caller that has
+-- checked the fencing token. Returns {'assigned', todo id, description, attempts so far},
+-- {'empty'} (nothing pending: agent set idle), or {'ended', status} (session not running).
+-- A TODO whose attempts reached `max` is failed (task:failed) instead of assigned. Idempotent:
+-- an agent that already holds an assigned TODO (a retried call) gets that one back.
+local function next_todo(aid, max)
+  local akey = agent_key(aid)
+  local status = redis.call('HGET', S_SESSION, 'status')
+  if status ~= 'running' then return {'ended', status or 'missing'} end
+  local current = redis.call('HGET', akey, 'currentTaskId')
+  if current and current ~= '' then
+    local t = redis.call('HMGET', todo_key(current), 'status', 'assignedTo', 'description', 'attempts')
+    if t[1] == 'assigned' and t[2] == aid then
+      return {'assigned', current, t[3], t[4] or '0'}
+    end
+  end
+  while true do
+    local tid = redis.call('LPOP', S_PENDING)
+    if not tid then
+      redis.call('HSET', akey, 'status', 'idle', 'currentTaskId', '')
+      return {'empty'}
+    end
+    local tkey = todo_key(tid)
+    local t = redis.call('HMGET', tkey, 'status', 'attempts', 'description', 'error')
+    if t[1] == 'pending' then
+      local attempts = tonumber(t[2]) or 0
+      if attempts >= max then
+        local err = 'gave up after ' .. attempts .. ' attempts'
+        if t[4] and t[4] ~= '' then err = err .. ': ' .. t[4] end
+        redis.call('HSET', tkey, 'status', 'failed', 'error', err)
+        emit('task:failed', failure_payload(tid, aid, err, attempts))
+      else
+        redis.call('HSET', tkey, 'status', 'assigned', 'assignedTo', aid)
+        redis.call('HSET', akey, 'status', 'working', 'currentTaskId', tid)
+        emit('task:assigned', '{"todoId":"' .. tid .. '","agentId":"' .. aid .. '"}')
+        return {'assigned', tid, t[3], tostring(attempts)}
+      end
+    end
+  end
+end

@@ -101,30 +101,19 @@ impl Store {
             .arg(max_attempts)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(match reply.as_slice() {
-            [tag, todo, description, attempts] if tag == "assigned" => AssignOutcome::Assigned {
-                todo_id: TodoId::parse(todo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                description: description.clone(),
-                attempts: super::sessions::parse_num(attempts, "attempts")?,
-            },
-            [tag] if tag == "empty" => AssignOutcome::Empty,
-            [tag] if tag == "stale" => AssignOutcome::Stale,
-            [tag, status] if tag == "ended" => AssignOutcome::Ended(status.clone()),
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "assign_next replied {other:?}"
-                )));
-            }
-        })
+        parse_assign(&reply)
     }
 
+    /// Records a `complete`. With `next` (the attempt limit), also takes the agent's next TODO
+    /// in the same step, as `assign_next` would, and returns it.
     pub async fn complete_todo(
         &self,
         job: AgentJob,
         token: &LeaseToken,
         todo_id: TodoId,
         result: Option<String>,
-    ) -> Result<Fenced> {
+        next: Option<u32>,
+    ) -> Result<(Fenced, Option<AssignOutcome>)> {
         let mut inv = self.session_script(&scripts::COMPLETE_TODO, job.session_id);
         inv.arg(job.agent_id.to_string())
             .arg(&token.0)
@@ -137,8 +126,25 @@ impl Store {
             result,
         })
         .payload_json();
-        let reply: String = inv.arg(payload).invoke_async(&mut self.conn()).await?;
-        fenced(&reply)
+        let reply: Vec<String> = inv
+            .arg(payload)
+            .arg(next.map(|n| n.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply.split_first() {
+            Some((tag, rest)) if tag == "ok" => {
+                let next = if rest.is_empty() {
+                    None
+                } else {
+                    Some(parse_assign(rest)?)
+                };
+                Ok((Fenced::Ok, next))
+            }
+            Some((tag, [])) => Ok((fenced(tag)?, None)),
+            _ => Err(StoreError::Corrupt(format!(
+                "complete_todo replied {reply:?}"
+            ))),
+        }
     }
 
     pub async fn fail_attempt(
@@ -258,6 +264,21 @@ impl Store {
         let reply: String = inv.arg(payload).invoke_async(&mut self.conn()).await?;
         fenced(&reply)
     }
+}
+
+/// next_todo's reply (see `lua/prelude.lua`).
+fn parse_assign(reply: &[String]) -> Result<AssignOutcome> {
+    Ok(match reply {
+        [tag, todo, description, attempts] if tag == "assigned" => AssignOutcome::Assigned {
+            todo_id: TodoId::parse(todo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            description: description.clone(),
+            attempts: super::sessions::parse_num(attempts, "attempts")?,
+        },
+        [tag] if tag == "empty" => AssignOutcome::Empty,
+        [tag] if tag == "stale" => AssignOutcome::Stale,
+        [tag, status] if tag == "ended" => AssignOutcome::Ended(status.clone()),
+        other => return Err(StoreError::Corrupt(format!("next TODO reply {other:?}"))),
+    })
 }
 
 fn fenced(reply: &str) -> Result<Fenced> {
