@@ -6,12 +6,13 @@
 //! was cancelled, or we were presumed dead and reaped), the write answers `Stale`: we kill the
 //! worker and walk away without recording anything.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use swarmq_shared::event::{AgentReasoning, AgentThinking};
 use swarmq_shared::protocol::{self, TaskLine, WorkerLine};
 use swarmq_shared::store::{
-    AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome, TerminateOutcome,
+    AgentDone, AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome,
 };
 use swarmq_shared::{AgentJob, Event, StoreError, TodoId, now_ms};
 use tokio_util::sync::CancellationToken;
@@ -50,12 +51,13 @@ enum TaskEnd {
 }
 
 pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEnd {
-    let token = match persist(ctx, "start agent", &cancel, || {
-        ctx.store.start_agent(job, &ctx.runner)
+    let max_attempts = ctx.config.max_attempts;
+    let (token, first) = match persist(ctx, "start agent", &cancel, || {
+        ctx.store.start_agent(job, &ctx.runner, max_attempts)
     })
     .await
     {
-        Some(StartOutcome::Started(token)) => token,
+        Some(StartOutcome::Started(token, first)) => (token, first),
         Some(StartOutcome::Gone(reason)) => {
             tracing::info!(reason, "agent job is obsolete, dropped");
             return AgentEnd::Finished;
@@ -68,11 +70,11 @@ pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEn
         token,
         cancel,
         worker: None,
-        one_shot: false,
+        one_shot: ctx.workers_one_shot.load(Ordering::Relaxed),
         batch_no: 0,
         rate: TokenBucket::new(ctx.config.max_events_per_sec),
     };
-    let end = agent.work().await;
+    let end = agent.work(first).await;
     if let Some(mut worker) = agent.worker.take() {
         worker.kill().await;
     }
@@ -85,20 +87,25 @@ struct AgentRun<'a> {
     token: LeaseToken,
     cancel: CancellationToken,
     worker: Option<Worker>,
-    /// The agent's worker turned out to be one-shot (it exited after a `complete` instead of
-    /// reading its next TODO): from then on each TODO goes straight to a fresh process.
+    /// This runner's workers turned out to be one-shot (one exited after a `complete` instead of
+    /// reading its next TODO): each TODO goes straight to a fresh process.
     one_shot: bool,
     batch_no: u64,
     rate: TokenBucket,
 }
 
 impl AgentRun<'_> {
-    async fn work(&mut self) -> AgentEnd {
+    /// Runs TODOs, starting with `first` (taken when the agent was started), until none is left.
+    async fn work(&mut self, first: AssignOutcome) -> AgentEnd {
         let ctx = self.ctx;
         let max_attempts = ctx.config.max_attempts;
-        // The next TODO, when recording a completion already took it (one round trip per TODO).
-        let mut taken: Option<AssignOutcome> = None;
+        // The next TODO, when starting the agent or recording a completion already took it
+        // (one round trip per TODO).
+        let mut taken = Some(first);
         loop {
+            if let Some(AssignOutcome::Done(done)) = taken {
+                return self.done(done).await;
+            }
             if ctx.draining.is_cancelled() {
                 return self.release("runner draining").await;
             }
@@ -118,10 +125,7 @@ impl AgentRun<'_> {
                     description,
                     attempts,
                 }) => (todo_id, description, attempts),
-                Some(AssignOutcome::Empty) => match self.terminate().await {
-                    Some(end) => return end,
-                    None => continue,
-                },
+                Some(AssignOutcome::Done(done)) => return self.done(done).await,
                 Some(AssignOutcome::Stale) | Some(AssignOutcome::Ended(_)) | None => {
                     return AgentEnd::Lost;
                 }
@@ -205,32 +209,22 @@ impl AgentRun<'_> {
         }
     }
 
-    /// Nothing pending: terminate the agent, then let its worker clean up and exit.
-    /// `None` when work arrived meanwhile (keep going).
-    async fn terminate(&mut self) -> Option<AgentEnd> {
-        let ctx = self.ctx;
-        let (job, token) = (self.job, self.token.clone());
-        let outcome = persist(ctx, "terminate agent", &self.cancel, || {
-            ctx.store.terminate_agent(job, &token)
-        })
-        .await;
-        match outcome {
-            Some(TerminateOutcome::Pending) => return None,
-            Some(TerminateOutcome::SessionEnded(status)) => {
+    /// Nothing was pending, so the agent ended: its worker gets its stdin closed and the exit
+    /// grace period to clean up before the slot takes its next job.
+    async fn done(&mut self, done: AgentDone) -> AgentEnd {
+        match done {
+            AgentDone::SessionEnded(status) => {
                 tracing::info!(status, "last agent terminated: session ended");
                 metrics::counter!("swarmq_sessions_finished_total", "status" => status)
                     .increment(1);
             }
-            Some(TerminateOutcome::Terminated) | Some(TerminateOutcome::Already) => {
-                tracing::info!("agent terminated")
-            }
-            Some(TerminateOutcome::Stale) | None => return Some(AgentEnd::Lost),
+            AgentDone::Terminated | AgentDone::Already => tracing::info!("agent terminated"),
         }
         if let Some(worker) = self.worker.take() {
-            let status = worker.finish(ctx.config.exit_grace()).await;
+            let status = worker.finish(self.ctx.config.exit_grace()).await;
             tracing::debug!(%status, "worker exited after stdin closed");
         }
-        Some(AgentEnd::Finished)
+        AgentEnd::Finished
     }
 
     /// Hands the agent back (its in-flight TODO, if any, returns to pending; no attempt counted).
@@ -261,10 +255,11 @@ impl AgentRun<'_> {
         };
         let mut via_stdin = false;
         if self.one_shot {
-            // It is exiting after its `complete`: reap it aside and start the next one now.
+            // It is exiting after its `complete`. A slot runs one worker process at a time, so the
+            // next starts when this one is gone (within the exit grace, or killed): overlapping
+            // them only makes them compete for the same cores (docs/benchmarks.md, W1).
             if let Some(old) = self.worker.take() {
-                let grace = self.ctx.config.exit_grace();
-                tokio::spawn(async move { old.finish(grace).await });
+                old.finish(self.ctx.config.exit_grace()).await;
             }
         } else if let Some(worker) = self.worker.as_mut() {
             if !worker.has_exited() && worker.send_task(&task).await.is_ok() {
@@ -302,6 +297,7 @@ impl AgentRun<'_> {
                     );
                     self.worker = None;
                     self.one_shot = true;
+                    ctx_one_shot(self.ctx);
                     via_stdin = false;
                 }
                 Relayed::ExitedSilently => {
@@ -555,6 +551,14 @@ enum Relayed {
     Ended(TaskEnd),
     /// The worker exited 0 without printing anything for this TODO.
     ExitedSilently,
+}
+
+/// The worker command is the same for every agent of this runner: once one worker proved
+/// one-shot, new agents start each TODO in a fresh process instead of finding out again.
+fn ctx_one_shot(ctx: &Ctx) {
+    if !ctx.workers_one_shot.swap(true, Ordering::Relaxed) {
+        tracing::info!("workers exit after each TODO: one process per TODO from now on");
+    }
 }
 
 /// A `complete`/`fail` line names the current TODO (or none, meaning the current one).

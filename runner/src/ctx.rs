@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use swarmq_shared::{AgentJob, RunnerId, SessionId, Store};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,9 @@ pub struct Ctx {
     pub draining: CancellationToken,
     /// The drain period is over: kill workers now and hand their TODOs back.
     pub drain_deadline: CancellationToken,
+    /// One worker exited after its `complete` instead of reading the next TODO on stdin: this
+    /// runner's worker command is one-shot, so every TODO starts a fresh process.
+    pub workers_one_shot: AtomicBool,
     /// Agents this runner is working, each with the token that aborts it.
     active: Mutex<HashMap<AgentJob, CancellationToken>>,
     /// Parent of every agent's token; replaced when this runner learns it was reaped.
@@ -35,6 +38,7 @@ impl Ctx {
             spec,
             draining: CancellationToken::new(),
             drain_deadline: CancellationToken::new(),
+            workers_one_shot: AtomicBool::new(false),
             active: Mutex::new(HashMap::new()),
             epoch: Mutex::new(CancellationToken::new()),
             stats: Stats::default(),

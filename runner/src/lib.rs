@@ -145,9 +145,11 @@ impl Runner {
 async fn slot(ctx: Arc<Ctx>, n: usize) {
     let mut claimer = None;
     let mut backoff = Duration::from_millis(100);
+    // The job this slot finished, still in the claimed list: removed with the next claim.
+    let mut finished: Option<String> = None;
     loop {
         if ctx.draining.is_cancelled() {
-            return;
+            break;
         }
         if claimer.is_none() {
             match ctx.store.claimer(&ctx.runner, CLAIM_BLOCK).await {
@@ -156,7 +158,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
                     tracing::warn!(slot = n, error = %e, ?backoff, "cannot open a claiming connection, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = ctx.draining.cancelled() => return,
+                        _ = ctx.draining.cancelled() => break,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
@@ -165,14 +167,16 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
         }
         let Some(c) = claimer.as_mut() else { continue };
         let claimed = tokio::select! {
-            r = c.claim() => r,
-            _ = ctx.draining.cancelled() => return,
+            r = c.claim(finished.as_deref()) => r,
+            _ = ctx.draining.cancelled() => break,
         };
         match claimed {
-            Ok(None) => {}
-            Ok(Some(raw)) => {
-                backoff = Duration::from_millis(100);
-                run_job(&ctx, raw).await;
+            Ok(job) => {
+                finished = None;
+                if let Some(raw) = job {
+                    backoff = Duration::from_millis(100);
+                    finished = run_job(&ctx, raw).await;
+                }
             }
             Err(e) => {
                 tracing::warn!(slot = n, error = %e, "claim failed, reconnecting");
@@ -180,15 +184,19 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             }
         }
     }
+    if let Some(raw) = finished {
+        drop_finished(&ctx, &raw).await;
+    }
 }
 
-async fn run_job(ctx: &Arc<Ctx>, raw: String) {
+/// Runs one claimed job. Returns it when it is finished with (to leave the claimed list with the
+/// next claim); a job handed back while draining goes back to the ready list here.
+async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
     let job = match AgentJob::parse(&raw) {
         Ok(job) => job,
         Err(e) => {
             tracing::warn!(error = %e, "dropping a malformed agent job");
-            let _ = ctx.store.drop_claimed(&ctx.runner, &raw).await;
-            return;
+            return Some(raw);
         }
     };
     let cancel = ctx.activate(job);
@@ -200,28 +208,40 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) {
     );
     let end = agent::run(ctx, job, cancel).instrument(span.clone()).await;
     ctx.deactivate(job);
-    let never = CancellationToken::new();
-    let bookkeeping = async {
-        match end {
-            AgentEnd::Released => agent::persist(ctx, "requeue agent job", &never, || {
+    match end {
+        AgentEnd::Finished | AgentEnd::Lost => Some(raw),
+        AgentEnd::Released => {
+            let never = CancellationToken::new();
+            let requeue = agent::persist(ctx, "requeue agent job", &never, || {
                 ctx.store.requeue_job(&ctx.runner, &raw)
-            })
-            .await
-            .map(|_| ()),
-            AgentEnd::Finished | AgentEnd::Lost => {
-                agent::persist(ctx, "drop agent job", &never, || {
-                    ctx.store.drop_claimed(&ctx.runner, &raw)
-                })
+            });
+            // Bounded: if Redis stays away, the reaper hands the job back after our lease
+            // expires.
+            if tokio::time::timeout(Duration::from_secs(15), requeue)
                 .await
+                .is_err()
+            {
+                tracing::warn!(parent: &span, "could not requeue the agent job; the reaper will");
             }
+            None
         }
-    };
-    // Bounded: if Redis stays away, the reaper hands the job back after our lease expires.
-    if tokio::time::timeout(Duration::from_secs(15), bookkeeping)
+    }
+}
+
+/// Removes a finished job from the claimed list when the slot stops (no next claim to carry it).
+async fn drop_finished(ctx: &Ctx, raw: &str) {
+    let never = CancellationToken::new();
+    let drop = agent::persist(ctx, "drop agent job", &never, || {
+        ctx.store.drop_claimed(&ctx.runner, raw)
+    });
+    if tokio::time::timeout(Duration::from_secs(15), drop)
         .await
         .is_err()
     {
-        tracing::warn!(parent: &span, ?end, "could not update the claimed list; the reaper will");
+        tracing::warn!(
+            job = raw,
+            "could not update the claimed list; the reaper will"
+        );
     }
 }
 

@@ -35,7 +35,6 @@ session_script!(ASSIGN_NEXT, "assign_next.lua");
 session_script!(COMPLETE_TODO, "complete_todo.lua");
 session_script!(FAIL_ATTEMPT, "fail_attempt.lua");
 session_script!(RELEASE_AGENT, "release_agent.lua");
-session_script!(TERMINATE_AGENT, "terminate_agent.lua");
 session_script!(EMIT_EVENTS, "emit_events.lua");
 session_script!(STREAM_READY, "stream_ready.lua");
 

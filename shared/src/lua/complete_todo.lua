@@ -2,11 +2,12 @@
 -- ARGV[5] agent id   ARGV[6] token   ARGV[7] todo id   ARGV[8] '1' when a result is given
 -- ARGV[9] result   ARGV[10] task:completed payload
 -- ARGV[11] max attempts, or '' — when given, the agent's next TODO is taken in the same step
--- (saving the runner a round trip per TODO), as assign_next.lua would.
+-- (saving the runner a round trip per TODO), as assign_next.lua would, and when none is pending
+-- the agent ends in the same step.
 -- Returns {'ok'} (recorded now, or already recorded by this holder: a retried call), followed
--- with ARGV[11] by next_todo's reply ({'ok', 'assigned', id, description, attempts} | {'ok',
--- 'empty'} | {'ok', 'ended', status}); or {'stale'} (the token is no longer the agent's: a late
--- runner) or {'mismatch'} (the TODO is not this agent's current one).
+-- with ARGV[11] by assign_next.lua's reply ({'ok', 'assigned', id, description, attempts} |
+-- {'ok', 'done', outcome} | {'ok', 'ended', status}); or {'stale'} (the token is no longer the
+-- agent's: a late runner) or {'mismatch'} (the TODO is not this agent's current one).
 local aid, tid = ARGV[5], ARGV[7]
 local akey, tkey = agent_key(aid), todo_key(tid)
 local function then_next()
@@ -15,7 +16,16 @@ local function then_next()
   table.insert(reply, 1, 'ok')
   return reply
 end
-if not holds(aid, ARGV[6]) then return {'stale'} end
+if not holds(aid, ARGV[6]) then
+  -- A retried call whose first run recorded this completion and then ended the agent (which
+  -- bumped the token): the same answer as then, not 'stale'.
+  local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
+  if ARGV[11] ~= '' and t[1] == 'completed' and t[2] == aid
+    and redis.call('HGET', akey, 'status') == 'terminated' then
+    return {'ok', 'done', 'already'}
+  end
+  return {'stale'}
+end
 local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
 if t[1] == 'completed' and t[2] == aid then return then_next() end
 if redis.call('HGET', akey, 'currentTaskId') ~= tid or t[1] ~= 'assigned' or t[2] ~= aid then

@@ -86,9 +86,33 @@ local function holds(aid, token)
   return redis.call('HGET', agent_key(aid), 'token') == token
 end
 
+-- The agent has nothing left to do (next_todo said empty): it ends, and the last agent to end
+-- ends the session. Returns 'terminated' (others still run), 'completed' or 'failed' (this call
+-- ended the session with that status; session:complete emitted once), or 'already'.
+local function end_agent(aid)
+  if redis.call('HGET', agent_key(aid), 'status') == 'terminated' then return 'already' end
+  terminate(aid)
+  for _, other in ipairs(redis.call('LRANGE', S_AGENTS, 0, -1)) do
+    if redis.call('HGET', agent_key(other), 'status') ~= 'terminated' then return 'terminated' end
+  end
+  if redis.call('HGET', S_SESSION, 'status') ~= 'running' then return 'terminated' end
+  local todos = redis.call('LRANGE', S_TODOS, 0, -1)
+  local failed = 0
+  for _, tid in ipairs(todos) do
+    if redis.call('HGET', todo_key(tid), 'status') ~= 'completed' then failed = failed + 1 end
+  end
+  if failed > 0 then
+    finish_session('failed', failed .. ' of ' .. #todos .. ' TODOs failed')
+    return 'failed'
+  end
+  finish_session('completed', nil)
+  return 'completed'
+end
+
 -- The agent's next TODO (the plan's getNextPendingTask + assignTask), for a caller that has
 -- checked the fencing token. Returns {'assigned', todo id, description, attempts so far},
--- {'empty'} (nothing pending: agent set idle), or {'ended', status} (session not running).
+-- {'done', end_agent's reply} (nothing pending: the agent ended in the same step, saving the
+-- runner a round trip per agent), or {'ended', status} (session not running).
 -- A TODO whose attempts reached `max` is failed (task:failed) instead of assigned. Idempotent:
 -- an agent that already holds an assigned TODO (a retried call) gets that one back.
 local function next_todo(aid, max)
@@ -105,8 +129,7 @@ local function next_todo(aid, max)
   while true do
     local tid = redis.call('LPOP', S_PENDING)
     if not tid then
-      redis.call('HSET', akey, 'status', 'idle', 'currentTaskId', '')
-      return {'empty'}
+      return {'done', end_agent(aid)}
     end
     local tkey = todo_key(tid)
     local t = redis.call('HMGET', tkey, 'status', 'attempts', 'description', 'error')

@@ -21,7 +21,8 @@ impl fmt::Display for LeaseToken {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum StartOutcome {
-    Started(LeaseToken),
+    /// Ours now, with the token every later call carries and the agent's next TODO.
+    Started(LeaseToken, AssignOutcome),
     /// The job is obsolete (session not running, agent terminated): drop it.
     Gone(String),
 }
@@ -34,9 +35,21 @@ pub enum AssignOutcome {
         /// Failed attempts before this one.
         attempts: u32,
     },
-    Empty,
+    /// Nothing was pending: the agent ended in the same step.
+    Done(AgentDone),
     Stale,
     Ended(String),
+}
+
+/// How an agent with nothing left to do ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AgentDone {
+    /// Terminated; other agents of the session still run.
+    Terminated,
+    /// Terminated, and this was the last agent: the session ended with this status.
+    SessionEnded(String),
+    /// It had been terminated already (a retried call).
+    Already,
 }
 
 /// The answer of a fenced write.
@@ -56,18 +69,6 @@ pub enum AttemptOutcome {
     Rejected(Fenced),
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum TerminateOutcome {
-    /// Terminated; other agents of the session still run.
-    Terminated,
-    /// Terminated, and this was the last agent: the session ended with this status.
-    SessionEnded(String),
-    /// Work was queued since `assign_next` said empty: keep going.
-    Pending,
-    Stale,
-    Already,
-}
-
 /// Who claims to hold an agent when releasing it.
 pub enum Owner<'a> {
     Token(&'a LeaseToken),
@@ -75,16 +76,30 @@ pub enum Owner<'a> {
 }
 
 impl Store {
-    pub async fn start_agent(&self, job: AgentJob, runner: &RunnerId) -> Result<StartOutcome> {
-        let (tag, value): (String, String) = self
+    /// Takes the agent over (bumping its fencing token) and gets its next TODO, in one step.
+    pub async fn start_agent(
+        &self,
+        job: AgentJob,
+        runner: &RunnerId,
+        max_attempts: u32,
+    ) -> Result<StartOutcome> {
+        let reply: Vec<String> = self
             .session_script(&scripts::START_AGENT, job.session_id)
             .arg(job.agent_id.to_string())
             .arg(runner.as_str())
+            .arg(max_attempts)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(match tag.as_str() {
-            "ok" => StartOutcome::Started(LeaseToken(value)),
-            _ => StartOutcome::Gone(value),
+        Ok(match reply.as_slice() {
+            [tag, token, next @ ..] if tag == "ok" => {
+                StartOutcome::Started(LeaseToken(token.clone()), parse_assign(next)?)
+            }
+            [tag, reason] if tag == "gone" => StartOutcome::Gone(reason.clone()),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "start_agent replied {other:?}"
+                )));
+            }
         })
     }
 
@@ -105,7 +120,8 @@ impl Store {
     }
 
     /// Records a `complete`. With `next` (the attempt limit), also takes the agent's next TODO
-    /// in the same step, as `assign_next` would, and returns it.
+    /// in the same step, as `assign_next` would (ending the agent when none is pending), and
+    /// returns it.
     pub async fn complete_todo(
         &self,
         job: AgentJob,
@@ -205,26 +221,6 @@ impl Store {
         Ok(released == 1)
     }
 
-    pub async fn terminate_agent(
-        &self,
-        job: AgentJob,
-        token: &LeaseToken,
-    ) -> Result<TerminateOutcome> {
-        let reply: String = self
-            .session_script(&scripts::TERMINATE_AGENT, job.session_id)
-            .arg(job.agent_id.to_string())
-            .arg(&token.0)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(match reply.as_str() {
-            "terminated" => TerminateOutcome::Terminated,
-            "pending" => TerminateOutcome::Pending,
-            "stale" => TerminateOutcome::Stale,
-            "already" => TerminateOutcome::Already,
-            ended => TerminateOutcome::SessionEnded(ended.to_owned()),
-        })
-    }
-
     /// Records a batch of relayed events. `batch` must increase per token: a retried batch (its
     /// reply lost to a dropped connection) is recognised and not recorded twice.
     pub async fn emit_events(
@@ -274,7 +270,11 @@ fn parse_assign(reply: &[String]) -> Result<AssignOutcome> {
             description: description.clone(),
             attempts: super::sessions::parse_num(attempts, "attempts")?,
         },
-        [tag] if tag == "empty" => AssignOutcome::Empty,
+        [tag, outcome] if tag == "done" => AssignOutcome::Done(match outcome.as_str() {
+            "terminated" => AgentDone::Terminated,
+            "already" => AgentDone::Already,
+            ended => AgentDone::SessionEnded(ended.to_owned()),
+        }),
         [tag] if tag == "stale" => AssignOutcome::Stale,
         [tag, status] if tag == "ended" => AssignOutcome::Ended(status.clone()),
         other => return Err(StoreError::Corrupt(format!("next TODO reply {other:?}"))),

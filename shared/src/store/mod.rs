@@ -19,7 +19,7 @@ use crate::ids::SessionId;
 use crate::keys::Keys;
 
 pub use agents::{
-    AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome, TerminateOutcome,
+    AgentDone, AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome,
 };
 pub use runners::{Claimer, RunnerInfo, RunnerTotals};
 pub use sessions::{CancelOutcome, CreateOutcome, RecordedEvent, SessionCounts, SessionPage};

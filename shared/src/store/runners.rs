@@ -31,16 +31,20 @@ pub struct Claimer {
 
 impl Claimer {
     /// Waits up to the block time for a job, moving it atomically into this runner's claimed
-    /// list. `Ok(None)` when none came.
-    pub async fn claim(&mut self) -> Result<Option<String>> {
-        let job: Option<String> = redis::cmd("BLMOVE")
+    /// list. `Ok(None)` when none came. `finished`, the job this slot just finished, is first
+    /// removed from the claimed list in the same round trip.
+    pub async fn claim(&mut self, finished: Option<&str>) -> Result<Option<String>> {
+        let mut pipe = redis::pipe();
+        if let Some(job) = finished {
+            pipe.lrem(&self.claimed, 1, job).ignore();
+        }
+        pipe.cmd("BLMOVE")
             .arg(&self.ready)
             .arg(&self.claimed)
             .arg("RIGHT")
             .arg("LEFT")
-            .arg(self.block.as_secs_f64())
-            .query_async(&mut self.conn)
-            .await?;
+            .arg(self.block.as_secs_f64());
+        let (job,): (Option<String>,) = pipe.query_async(&mut self.conn).await?;
         Ok(job)
     }
 }
