@@ -1,5 +1,6 @@
 //! A private redis-server per test: free port, own temp dir, AOF with fsync on every write so a
-//! restart loses nothing, killed when dropped.
+//! restart loses nothing, killed when dropped. Benchmarks use the shipped deployment's setting
+//! instead (AOF, fsync once a second: `start_everysec`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,10 +12,23 @@ pub struct RedisServer {
     child: Option<Child>,
     password: Option<String>,
     tls: bool,
+    /// `appendfsync`: "always" (tests) or "everysec" (benchmarks, as deploy/docker-compose.yml).
+    fsync: &'static str,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with_fsync("always")
+    }
+
+    /// A server persisting as the shipped Compose file does (AOF, `appendfsync everysec`): what
+    /// the benchmarks measure against. A clean restart loses nothing; a crash can lose about
+    /// the last second of writes.
+    pub fn start_everysec() -> Self {
+        Self::start_with_fsync("everysec")
+    }
+
+    fn start_with_fsync(fsync: &'static str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut server = Self {
@@ -23,6 +37,7 @@ impl RedisServer {
             child: None,
             password: None,
             tls: false,
+            fsync,
         };
         server.launch();
         server
@@ -59,6 +74,7 @@ impl RedisServer {
             child: None,
             password: Some(password.to_owned()),
             tls,
+            fsync: "always",
         };
         server.launch();
         server
@@ -118,7 +134,7 @@ impl RedisServer {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.fsync,
             ])
             .args(["--logfile", "redis.log"])
             .stdout(Stdio::null())

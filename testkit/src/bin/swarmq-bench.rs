@@ -58,9 +58,76 @@ fn stat(v: &[f64]) -> String {
     format!("{m:.1} ({:.1}–{:.1})", s[0], s[s.len() - 1])
 }
 
+/// Ratios of runs to their own baselines (`Baselines::around`): median (min–max).
+fn ratio_stat(runs: &[f64], baselines: &[f64]) -> String {
+    let mut ratios: Vec<f64> = runs.iter().zip(baselines).map(|(r, b)| r / b).collect();
+    let m = median(&mut ratios);
+    format!("{m:.2} ({:.2}–{:.2})", ratios[0], ratios[ratios.len() - 1])
+}
+
+/// Raw spawn baselines taken before the first run and after every run, so that each run is
+/// compared with the mean of the baselines just before and just after it: the machine's speed
+/// drifts (shared host), and bracketing cancels a drift that is steady over one run.
+#[derive(Default)]
+struct Baselines {
+    rates: Vec<f64>,
+    busy: Vec<f64>,
+    worker_cpu: Vec<f64>,
+}
+
+impl Baselines {
+    async fn measure(&mut self, cmd: &[String], n: usize, parallel: usize) {
+        let (rate, busy, worker) = raw_spawn_rate(cmd, n, parallel).await;
+        self.rates.push(rate);
+        self.busy.push(busy);
+        self.worker_cpu.push(worker);
+    }
+
+    /// For run i, the mean of the baselines just before and after it.
+    fn around(&self) -> Vec<f64> {
+        self.rates.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect()
+    }
+
+    /// Medians: machine CPU busy share, CPU ms per worker process.
+    fn cpu(&self) -> (f64, f64) {
+        (
+            median(&mut self.busy.clone()),
+            median(&mut self.worker_cpu.clone()),
+        )
+    }
+}
+
+/// Machine-wide CPU ticks (busy, total) from /proc/stat, to tell whether a run was CPU-bound.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Share of the machine's CPU that was busy since `before` (from `machine_ticks`).
+fn busy_since(before: (u64, u64)) -> f64 {
+    let now = machine_ticks();
+    (now.0 - before.0) as f64 / (now.1 - before.1).max(1) as f64
+}
+
 /// The raw rate of running `cmd` `n` times, `parallel` at once, reading its stdout: no queue.
-async fn raw_spawn_rate(cmd: &[String], n: usize, parallel: usize) -> f64 {
+/// Also returns the share of the machine's CPU that was busy meanwhile and the CPU ms each
+/// worker process used.
+async fn raw_spawn_rate(cmd: &[String], n: usize, parallel: usize) -> (f64, f64, f64) {
     let next = Arc::new(AtomicUsize::new(0));
+    let me = std::process::id() as i32;
+    let workers_before = children_cpu_ms(me);
+    let ticks = machine_ticks();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..parallel {
@@ -91,7 +158,11 @@ async fn raw_spawn_rate(cmd: &[String], n: usize, parallel: usize) -> f64 {
     for t in tasks {
         let _ = t.await;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    (
+        n as f64 / started.elapsed().as_secs_f64(),
+        busy_since(ticks),
+        (children_cpu_ms(me) - workers_before) / n as f64,
+    )
 }
 
 fn commandstats(redis: &RedisServer) -> BTreeMap<String, u64> {
@@ -111,6 +182,17 @@ fn commandstats(redis: &RedisServer) -> BTreeMap<String, u64> {
 
 /// CPU time (user + system) a process has used, in ms.
 fn cpu_ms(pid: i32) -> f64 {
+    stat_ms(pid, 11)
+}
+
+/// CPU time (user + system) of a process's exited and reaped children (its workers), in ms.
+fn children_cpu_ms(pid: i32) -> f64 {
+    stat_ms(pid, 13)
+}
+
+/// The sum of two adjacent tick fields of /proc/<pid>/stat, from index `first` after the
+/// command name, in ms.
+fn stat_ms(pid: i32, first: usize) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let fields: Vec<&str> = stat
@@ -123,8 +205,9 @@ fn cpu_ms(pid: i32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // utime and stime are fields 14 and 15 of /proc/pid/stat (indexes 11, 12 after the name).
-    (ticks(11) + ticks(12)) * 1000.0 / 100.0
+    // utime, stime, cutime, cstime are fields 14–17 of /proc/pid/stat (indexes 11–14 after
+    // the name).
+    (ticks(first) + ticks(first + 1)) * 1000.0 / 100.0
 }
 
 fn rss_kb(pid: i32) -> u64 {
@@ -142,6 +225,10 @@ fn rss_kb(pid: i32) -> u64 {
 struct QueueRun {
     /// CPU ms per TODO of the runner(s), the coordinator and redis-server.
     cpu_per_todo: Vec<f64>,
+    /// Share of the machine's CPU busy during the run.
+    busy: f64,
+    /// CPU ms per TODO of the worker processes (reaped by the runners).
+    worker_cpu: f64,
     /// TODOs completed by each runner process.
     per_runner: Vec<usize>,
     rate: f64,
@@ -165,7 +252,7 @@ async fn queue_rate_with(
     per_agent: usize,
     runners: usize,
 ) -> anyhow::Result<QueueRun> {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_everysec();
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
         &[
@@ -206,10 +293,12 @@ async fn queue_rate_with(
         vec![coordinator.process.pid()],
         vec![redis.pid().map(|p| p as i32).unwrap_or(0)],
     ];
+    let workers_before: f64 = pids[0].iter().map(|p| children_cpu_ms(*p)).sum();
     let cpu_before: Vec<f64> = pids
         .iter()
         .map(|group| group.iter().map(|p| cpu_ms(*p)).sum())
         .collect();
+    let ticks = machine_ticks();
     let started = Instant::now();
     let mut ids = Vec::new();
     for (prompt, agents) in &plan {
@@ -246,6 +335,9 @@ async fn queue_rate_with(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let busy = busy_since(ticks);
+    let worker_cpu =
+        (pids[0].iter().map(|p| children_cpu_ms(*p)).sum::<f64>() - workers_before) / tasks as f64;
     let cpu_per_todo: Vec<f64> = pids
         .iter()
         .zip(&cpu_before)
@@ -280,6 +372,8 @@ async fn queue_rate_with(
         .collect();
     Ok(QueueRun {
         cpu_per_todo,
+        busy,
+        worker_cpu,
         per_runner,
         rate: tasks as f64 / elapsed,
         commands_per_todo: total as f64 / tasks as f64,
@@ -392,7 +486,7 @@ async fn relay_run(
     flood: usize,
 ) -> anyhow::Result<(Relay, serde_json::Value)> {
     use tokio::io::AsyncBufReadExt;
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_everysec();
     let baseline = pubsub_latency(&redis).await?;
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
@@ -478,7 +572,7 @@ async fn relay_run(
 /// Coordinator RSS idle and with `n` connected, joined Socket.IO clients.
 async fn coordinator_memory(n: usize) -> anyhow::Result<(u64, u64)> {
     use tokio::io::AsyncBufReadExt;
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_everysec();
     let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
     let id = coordinator.api().create_ok("one; two", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -553,13 +647,19 @@ async fn main() -> anyhow::Result<()> {
         "machine: {p} cores; {} TODOs per run; median of {} runs (min–max)\n",
         args.tasks, args.repeat
     );
-    println!("| workload | swarmq | baseline | ratio (median) | target |\n|---|---|---|---|---|");
+    println!(
+        "| workload | swarmq | baseline | ratio to the baseline of the same repeat: median (min–max) | target |\n|---|---|---|---|---|"
+    );
     let mut cost = None;
-    let mut w4_cpu: Option<(Vec<f64>, f64)> = None;
+    let mut w4_cost: Option<QueueRun> = None;
+    // Medians of the raw spawn baselines of W1 and W4: machine CPU busy share, CPU ms per worker.
+    let (mut w1_raw, mut w4_raw) = ((0.0, 0.0), (0.0, 0.0));
     if wants("W1") {
-        let (mut raw, mut queue, mut persistent) = (Vec::new(), Vec::new(), Vec::new());
+        let cmd = [py.clone(), w1.clone()];
+        let mut raw = Baselines::default();
+        raw.measure(&cmd, args.tasks, p).await;
+        let (mut queue, mut persistent) = (Vec::new(), Vec::new());
         for _ in 0..args.repeat {
-            raw.push(raw_spawn_rate(&[py.clone(), w1.clone()], args.tasks, p).await);
             let run = queue_rate(&format!("{py} {w1}"), args.tasks, 2).await?;
             queue.push(run.rate);
             cost = Some(run);
@@ -568,41 +668,47 @@ async fn main() -> anyhow::Result<()> {
                     .await?
                     .rate,
             );
+            raw.measure(&cmd, args.tasks, p).await;
         }
-        let limit = median(&mut raw.clone());
+        w1_raw = raw.cpu();
+        let around = raw.around();
         println!(
-            "| W1 TODOs/s, Python worker, one process per TODO | {} | raw spawn {} | {:.2} | ≥ 0.90 |",
+            "| W1 TODOs/s, Python worker, one process per TODO | {} | raw spawn {} | {} | ≥ 0.90 |",
             stat(&queue),
-            stat(&raw),
-            median(&mut queue.clone()) / limit
+            stat(&raw.rates),
+            ratio_stat(&queue, &around)
         );
         println!(
-            "| W1b TODOs/s, persistent worker, 4 TODOs per agent | {} | W1 raw spawn {} | {:.2}× | ≥ 2× |",
+            "| W1b TODOs/s, persistent worker, 4 TODOs per agent | {} | W1 raw spawn {} | {}× | ≥ 2× |",
             stat(&persistent),
-            stat(&raw),
-            median(&mut persistent.clone()) / limit
+            stat(&raw.rates),
+            ratio_stat(&persistent, &around)
         );
     }
     if wants("W4") {
-        let (mut raw, mut queue) = (Vec::new(), Vec::new());
+        let cmd = std::slice::from_ref(&tiny);
+        let mut raw = Baselines::default();
+        raw.measure(cmd, args.tasks, p).await;
+        let mut queue = Vec::new();
         for _ in 0..args.repeat {
-            raw.push(raw_spawn_rate(std::slice::from_ref(&tiny), args.tasks, p).await);
             let run = queue_rate(&tiny, args.tasks, 2).await?;
             queue.push(run.rate);
-            w4_cpu = Some((run.cpu_per_todo, run.rate));
+            w4_cost = Some(run);
+            raw.measure(cmd, args.tasks, p).await;
         }
+        w4_raw = raw.cpu();
         println!(
-            "| W4 TODOs/s, trivial compiled worker | {} | raw spawn {} | {:.2} | ≥ 0.80 |",
+            "| W4 TODOs/s, trivial compiled worker | {} | raw spawn {} | {} | ≥ 0.80 |",
             stat(&queue),
-            stat(&raw),
-            median(&mut queue.clone()) / median(&mut raw.clone())
+            stat(&raw.rates),
+            ratio_stat(&queue, &raw.around())
         );
     }
     if wants("W3") {
         let (mut posts, mut p50s, mut p99s, mut health) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.repeat {
-            let redis = RedisServer::start();
+            let redis = RedisServer::start_everysec();
             let fake = FakeAnthropic::start(vec![]).await;
             let coordinator = CoordinatorProcess::start(
                 &redis.url(),
@@ -702,21 +808,26 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let cpu_line = |name: &str, cpu: &[f64], rate: f64| {
+    let cpu_line = |name: &str, run: &QueueRun, (raw_busy, raw_worker): (f64, f64)| {
+        let cpu = &run.cpu_per_todo;
         println!(
-            "{name}: CPU ms per TODO — runner {:.2}, coordinator {:.2}, redis-server {:.2}; wall time per TODO per slot {:.2} ms",
+            "{name}: CPU ms per TODO — runner {:.2}, coordinator {:.2}, redis-server {:.2}, the worker process {:.2} (raw spawn baseline: {:.2}); wall time per TODO per slot {:.2} ms; machine CPU busy {:.0} % (raw spawn baseline: {:.0} %)",
             cpu[0],
             cpu[1],
             cpu[2],
-            p as f64 * 1000.0 / rate
+            run.worker_cpu,
+            raw_worker,
+            p as f64 * 1000.0 / run.rate,
+            run.busy * 100.0,
+            raw_busy * 100.0
         );
     };
     println!();
     if let Some(run) = &cost {
-        cpu_line("W1 (one run)", &run.cpu_per_todo, run.rate);
+        cpu_line("W1 (one run)", run, w1_raw);
     }
-    if let Some((cpu, rate)) = &w4_cpu {
-        cpu_line("W4 (last run)", cpu, *rate);
+    if let Some(run) = &w4_cost {
+        cpu_line("W4 (last run)", run, w4_raw);
     }
     if let Some(run) = cost {
         println!(
