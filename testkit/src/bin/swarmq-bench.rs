@@ -2,7 +2,8 @@
 //!
 //!   cargo build --release --bins && target/release/swarmq-bench [--repeat 3] [--tasks 300]
 //!
-//! Every figure is the median of `--repeat` runs (min–max beside it), next to its baseline:
+//! Every figure is the median of `--repeat` runs (min–max beside it), next to its baseline; raw
+//! spawn baselines bracket every run and ratios are paired (see `Baselines`):
 //! - W1: TODOs/s with a Python worker that prints 10 lines and exits (one process per TODO),
 //!   runner slots = cores, sessions of 2–4 agents, vs. spawning the same worker with no queue at
 //!   the same parallelism (the physical limit);
@@ -11,7 +12,10 @@
 //! - W4: a trivial compiled worker (one `complete` line), vs. its raw spawn rate;
 //! - W3: `POST /api/sessions` at 50 concurrent clients with an instant fake LLM, vs. `GET /healthz`
 //!   on the same server;
-//! - Redis commands per TODO (INFO commandstats deltas), and the runner's and coordinator's RSS.
+//! - W2: worker print → Socket.IO client latency and a flood; memory with 1,000 clients;
+//! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
+//! - Redis commands per TODO (INFO commandstats deltas), CPU per TODO by process, and the
+//!   runner's and coordinator's RSS.
 //!
 //! Every run checks that every session completed with every TODO done exactly once.
 
@@ -794,17 +798,28 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if wants("SCALE") {
+        // Every runner brings `p` slots, so n runners run n × p workers at once: on this one
+        // machine that is n × p processes on p cores. The baseline is the raw spawn rate at that
+        // same parallelism, bracketing each run like W1.
+        let cmd = [py.clone(), w1.clone()];
         for runners in [1, 2, 4] {
+            let mut raw = Baselines::default();
+            raw.measure(&cmd, args.tasks, p * runners).await;
             let mut rates = Vec::new();
             let mut shares = String::new();
             for _ in 0..args.repeat {
                 let run = queue_rate_with(&format!("{py} {w1}"), args.tasks, 2, runners).await?;
                 rates.push(run.rate);
                 shares = format!("{:?}", run.per_runner);
+                raw.measure(&cmd, args.tasks, p * runners).await;
             }
             println!(
-                "| scale-out: W1 with {runners} runner process(es), slots = cores each | {} TODOs/s | | | TODOs per runner (last run): {shares} |",
-                stat(&rates)
+                "| scale-out: W1 with {runners} runner process(es), slots = cores each ({} workers at once) | {} TODOs/s | raw spawn at {} at once {} | {} | TODOs per runner (last run): {shares} |",
+                p * runners,
+                stat(&rates),
+                p * runners,
+                stat(&raw.rates),
+                ratio_stat(&rates, &raw.around())
             );
         }
     }
