@@ -206,23 +206,15 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
         session_id = %job.session_id,
         agent_id = %job.agent_id
     );
-    let end = agent::run(ctx, job, cancel).instrument(span.clone()).await;
+    let end = agent::run(ctx, job, cancel).instrument(span).await;
     ctx.deactivate(job);
     match end {
         AgentEnd::Finished | AgentEnd::Lost => Some(raw),
         AgentEnd::Released => {
-            let never = CancellationToken::new();
-            let requeue = agent::persist(ctx, "requeue agent job", &never, || {
+            update_claimed(ctx, "requeue agent job", &raw, || {
                 ctx.store.requeue_job(&ctx.runner, &raw)
-            });
-            // Bounded: if Redis stays away, the reaper hands the job back after our lease
-            // expires.
-            if tokio::time::timeout(Duration::from_secs(15), requeue)
-                .await
-                .is_err()
-            {
-                tracing::warn!(parent: &span, "could not requeue the agent job; the reaper will");
-            }
+            })
+            .await;
             None
         }
     }
@@ -230,16 +222,28 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
 
 /// Removes a finished job from the claimed list when the slot stops (no next claim to carry it).
 async fn drop_finished(ctx: &Ctx, raw: &str) {
-    let never = CancellationToken::new();
-    let drop = agent::persist(ctx, "drop agent job", &never, || {
+    update_claimed(ctx, "drop agent job", raw, || {
         ctx.store.drop_claimed(&ctx.runner, raw)
-    });
-    if tokio::time::timeout(Duration::from_secs(15), drop)
+    })
+    .await;
+}
+
+/// Updates our claimed list through Redis blips, for at most 15 s: if Redis stays away, the
+/// reaper hands the job back after our lease expires.
+async fn update_claimed<T, F, Fut>(ctx: &Ctx, what: &str, job: &str, call: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, swarmq_shared::StoreError>>,
+{
+    let never = CancellationToken::new();
+    let update = agent::persist(ctx, what, &never, call);
+    if tokio::time::timeout(Duration::from_secs(15), update)
         .await
         .is_err()
     {
         tracing::warn!(
-            job = raw,
+            job,
+            what,
             "could not update the claimed list; the reaper will"
         );
     }

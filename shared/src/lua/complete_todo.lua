@@ -16,18 +16,17 @@ local function then_next()
   table.insert(reply, 1, 'ok')
   return reply
 end
+local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
+local recorded = t[1] == 'completed' and t[2] == aid
 if not holds(aid, ARGV[6]) then
   -- A retried call whose first run recorded this completion and then ended the agent (which
   -- bumped the token): the same answer as then, not 'stale'.
-  local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
-  if ARGV[11] ~= '' and t[1] == 'completed' and t[2] == aid
-    and redis.call('HGET', akey, 'status') == 'terminated' then
+  if ARGV[11] ~= '' and recorded and redis.call('HGET', akey, 'status') == 'terminated' then
     return {'ok', 'done', 'already'}
   end
   return {'stale'}
 end
-local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
-if t[1] == 'completed' and t[2] == aid then return then_next() end
+if recorded then return then_next() end
 if redis.call('HGET', akey, 'currentTaskId') ~= tid or t[1] ~= 'assigned' or t[2] ~= aid then
   return {'mismatch'}
 end
