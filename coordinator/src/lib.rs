@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::future::IntoFuture;
 
 use anyhow::Context;
-use socketioxide::SocketIo;
 use swarmq_shared::Store;
 use swarmq_shared::telemetry::redact_url;
 use tokio::net::TcpListener;
@@ -38,7 +37,7 @@ pub use config::Config;
 
 use crate::config::PlannerKind;
 use crate::planner::{AnthropicPlanner, Limits, Planner};
-use crate::realtime::Relay;
+use crate::realtime::{Relay, Server as SocketServer};
 use crate::state::{AppState, SessionLimits};
 
 /// How long open connections may take to close after a shutdown signal.
@@ -47,7 +46,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    io: SocketIo,
+    sockets: SocketServer,
     state: AppState,
     background: CancellationToken,
 }
@@ -77,12 +76,9 @@ impl Application {
                 "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
             );
         }
-        let (layer, io) = SocketIo::builder()
-            .max_buffer_size(8192)
-            .max_payload(4 * 1024 * 1024)
-            .build_layer();
         let background = CancellationToken::new();
-        let relay = Relay::start(io.clone(), store.clone(), background.child_token());
+        let socket_limits = config.socket_limits();
+        let relay = Relay::start(store.clone(), socket_limits, background.child_token());
         let tokens = http::Tokens {
             api: config
                 .api_token
@@ -95,7 +91,8 @@ impl Application {
                 .filter(|t| !t.is_empty())
                 .map(http::Token::new),
         };
-        realtime::attach(&io, relay.clone(), tokens.api.clone());
+        let (socket_layer, sockets) =
+            realtime::layer(relay.clone(), tokens.api.clone(), socket_limits);
         let state = AppState {
             store,
             planner: Arc::new(planner),
@@ -115,7 +112,7 @@ impl Application {
             },
         };
         let router = http::router(state.clone(), tokens)
-            .layer(layer)
+            .layer(socket_layer)
             .layer(cors(&config.cors_origins)?);
         let listener = TcpListener::bind((config.host, config.port))
             .await
@@ -130,7 +127,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            io,
+            sockets,
             state,
             background,
         })
@@ -157,12 +154,12 @@ impl Application {
             self.state.store.clone(),
             background.child_token(),
         ));
-        let io = self.io.clone();
+        let sockets = self.sockets.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             stop.cancelled().await;
             // Open websockets would otherwise hold the graceful shutdown forever.
-            io.close().await;
+            sockets.close_all();
         });
         let service = self
             .router
