@@ -8,6 +8,7 @@
 //! - [`planner`]: decomposition (Anthropic or local) and validation of the model's reply.
 //! - [`realtime`]: Socket.IO handlers and the pub/sub → room relay.
 //! - [`background`]: the decomposition watchdog and the dead-runner reaper.
+//! - [`memory`]: gives freed memory back to the OS (after thousands of viewers leave).
 //!
 //! [`Application::build`] binds the listener (port 0 works), [`Application::run_until_stopped`]
 //! serves until the shutdown token fires, so tests start the real thing in-process.
@@ -16,6 +17,7 @@ pub mod background;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod memory;
 pub mod planner;
 pub mod ratelimit;
 pub mod realtime;
@@ -37,7 +39,7 @@ pub use config::Config;
 
 use crate::config::PlannerKind;
 use crate::planner::{AnthropicPlanner, Limits, Planner};
-use crate::realtime::{Relay, Server as SocketServer};
+use crate::realtime::{Engine, Relay};
 use crate::state::{AppState, SessionLimits};
 
 /// How long open connections may take to close after a shutdown signal.
@@ -46,7 +48,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    sockets: SocketServer,
+    sockets: Arc<Engine>,
     state: AppState,
     background: CancellationToken,
 }
@@ -91,8 +93,8 @@ impl Application {
                 .filter(|t| !t.is_empty())
                 .map(http::Token::new),
         };
-        let (socket_layer, sockets) =
-            realtime::layer(relay.clone(), tokens.api.clone(), socket_limits);
+        let (socket_routes, sockets) =
+            realtime::routes(relay.clone(), tokens.api.clone(), socket_limits);
         let state = AppState {
             store,
             planner: Arc::new(planner),
@@ -112,7 +114,7 @@ impl Application {
             },
         };
         let router = http::router(state.clone(), tokens)
-            .layer(socket_layer)
+            .merge(socket_routes)
             .layer(cors(&config.cors_origins)?);
         let listener = TcpListener::bind((config.host, config.port))
             .await
@@ -154,6 +156,7 @@ impl Application {
             self.state.store.clone(),
             background.child_token(),
         ));
+        tokio::spawn(memory::release_periodically(background.child_token()));
         let sockets = self.sockets.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {

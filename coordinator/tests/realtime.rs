@@ -137,6 +137,31 @@ async fn npm_client_receives_the_plan_events_in_order_and_they_match_the_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_delivers_every_event() {
+    let cluster = Cluster::start(1, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "2")]).await;
+    let id = cluster
+        .api()
+        .create_ok("lines:5,sleep:1,lines:5; lines:3; ok", 2)
+        .await;
+    let url = &cluster.coordinator.url;
+    // Long-polling only; long-polling upgraded to a websocket (both clients' default).
+    let watchers = [
+        Watcher::node(url, &id, &["--since", "0", "--transport", "polling"]),
+        Watcher::node(url, &id, &["--since", "0", "--transport", "both"]),
+        Watcher::python(url, &id, &["--since", "0", "--transport", "polling"]),
+        Watcher::python(url, &id, &["--since", "0", "--transport", "both"]),
+    ];
+    let mut received = Vec::new();
+    for watcher in watchers {
+        received.push(watcher.finish(LIMIT).await);
+    }
+    let r = recorded(&cluster.redis.url(), &id).await;
+    for events in &received {
+        check_client_saw_all(&r, events);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_receives_every_event_of_another_session() {
     let cluster = Cluster::start(1, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "2")]).await;
     let id = cluster.api().create_ok("lines:3; lines:2; ok; ok", 2).await;

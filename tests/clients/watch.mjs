@@ -1,6 +1,6 @@
 // A session watcher built on the official socket.io-client, for the test suite.
 //
-//   node watch.mjs URL SESSION_ID [--since N] [--plain] [--timeout SECS] [--transport websocket|polling]
+//   node watch.mjs URL SESSION_ID [--since N] [--plain] [--timeout SECS] [--transport websocket|polling|both]
 //                  [--rooms N] [--garbage] [--token T] [--slow MS]
 //
 // Prints one JSON object per line on stdout: {"type":"connect"}, {"type":"ack", ...},
@@ -20,12 +20,14 @@ const flag = (name) => rest.includes(name);
 let lastSeq = Number(opt("--since", "0"));
 const plain = flag("--plain");
 const timeout = Number(opt("--timeout", "60")) * 1000;
+// "both" is the client's default: long-polling first, then the upgrade to a websocket.
 const transport = opt("--transport", "websocket");
+const transports = transport === "both" ? ["polling", "websocket"] : [transport];
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 const token = opt("--token", undefined);
 const socket = io(url, {
-  transports: [transport], reconnectionDelay: 100, reconnectionDelayMax: 500,
+  transports, reconnectionDelay: 100, reconnectionDelayMax: 500,
   ...(token ? { auth: { token } } : {}),
 });
 const EVENTS = [
@@ -61,9 +63,17 @@ socket.on("connect", () => {
   if (plain) {
     socket.emit("session:join", sessionId);
   } else {
-    socket.emit("session:join", { sessionId, since: lastSeq }, (ack) => out({ type: "ack", ack }));
+    join();
   }
 });
+// Joins with the last seq seen; a join refused for a passing reason ("try again": storage
+// unavailable) is retried, as a real client would.
+function join() {
+  socket.emit("session:join", { sessionId, since: lastSeq }, (ack) => {
+    out({ type: "ack", ack });
+    if (ack && !ack.ok && /try again/.test(ack.error ?? "")) setTimeout(join, 500);
+  });
+}
 socket.on("connection:evicted", (notice) => out({ type: "evicted", ...notice, lastSeq }));
 socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
 socket.on("connect_error", (err) => out({ type: "connect_error", message: err.message }));

@@ -23,6 +23,8 @@ def main() -> int:
     parser.add_argument("session_id")
     parser.add_argument("--since", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--transport", choices=["websocket", "polling", "both"], default="websocket",
+                        help="both: long-polling first, then the upgrade (the client's default)")
     args = parser.parse_args()
 
     lock = threading.RLock()
@@ -67,7 +69,8 @@ def main() -> int:
     def disconnect(*_reason):
         out({"type": "disconnect"})
 
-    sio.connect(args.url, transports=["websocket"], wait_timeout=10)
+    transports = ["polling", "websocket"] if args.transport == "both" else [args.transport]
+    sio.connect(args.url, transports=transports, wait_timeout=10)
     finished = done.wait(args.timeout)
     sio.disconnect()
     if not finished:

@@ -12,15 +12,19 @@
 //!   two events, timeouts, counting client errors.
 //! - [`relay`]: which connection watches which session; join, leave, disconnect, evict.
 //! - [`room`]: one task per watched session, the only sender of its events, in `seq` order.
-//! - [`member`]: one connection in one room: the non-blocking delivery, the join (ack, replay,
-//!   catch-up) and the eviction of a connection that cannot keep up.
+//! - [`member`]: one connection in one room: the non-blocking delivery and the eviction of a
+//!   connection that cannot keep up.
+//! - [`join`]: a join in its own task: the ack, the replay, the catch-up, then live.
 //! - [`pubsub`]: the one pub/sub connection per coordinator, reconnecting and repairing gaps.
+//! - [`engine`]: Engine.IO 4 (long-polling, websocket, upgrade, heartbeat), served by swarmq
+//!   itself, lean enough for thousands of idle viewers per coordinator.
 //!
-//! Socket.IO is spoken here directly on engineioxide (the Engine.IO layer socketioxide itself
-//! uses) because the relay needs what socketioxide's API does not give: one encoding of an event
-//! shared by every socket of a room, a per-socket answer to "was your queue full", and closing a
-//! connection whose queue is full. See `docs/realtime.md` for the delivery policy.
+//! The relay needs what the Socket.IO crates' APIs do not give: one encoding of an event shared
+//! by every socket of a room, a per-socket answer to "is your queue full", closing a connection
+//! whose queue is full, and a few KB per idle viewer. See `docs/realtime.md` for the policy.
 
+pub mod engine;
+mod join;
 mod member;
 mod protocol;
 mod pubsub;
@@ -31,23 +35,29 @@ mod server;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engineioxide::config::EngineIoConfig;
-use engineioxide::layer::EngineIoLayer;
+use axum::Router;
+use axum::routing::any;
 
+pub use engine::Engine;
 pub use member::Conn;
 pub use relay::{MAX_ROOMS_PER_SOCKET, Relay, room_name};
 pub use server::Server;
 
-/// An Engine.IO connection carrying swarmq's per-connection state.
-pub type EioSocket = engineioxide::Socket<Conn>;
+/// An Engine.IO session carrying swarmq's per-connection state.
+pub type EioSocket = engine::Session;
 
 /// Where the Socket.IO endpoint is served (the Socket.IO default).
 pub const PATH: &str = "/socket.io";
 
+/// Engine.IO heartbeat: a ping every interval, a pong expected within the timeout (the
+/// Socket.IO defaults, which clients read from the handshake).
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Bounds of what one connection may hold on this coordinator.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Packets waiting to be written to one connection; a connection that lets it fill is
+    /// Messages waiting to be written to one connection; a connection that lets it fill is
     /// evicted (told why, then closed: it reconnects and resumes with `since`).
     pub queue: usize,
     /// Live events parked for a member while it still receives its replay.
@@ -60,28 +70,24 @@ pub struct Limits {
     pub connect_timeout: Duration,
 }
 
-/// Bytes read from a websocket at a time. Clients only send small joins, so a small buffer keeps
-/// an idle connection cheap (it is allocated per connection for its whole life).
-const WS_READ_BUFFER: usize = 1024;
-
-/// The Engine.IO layer serving Socket.IO at [`PATH`], and its handler (to close every
-/// connection at shutdown).
-pub fn layer(
+/// The Socket.IO routes (`/socket.io/`, every transport) and the engine behind them (to close
+/// every connection at shutdown).
+pub fn routes(
     relay: Relay,
     token: Option<crate::http::Token>,
     limits: Limits,
-) -> (EngineIoLayer<Server>, Server) {
-    let server = Server::new(relay, token, limits);
-    let config = EngineIoConfig::builder()
-        .req_path(PATH)
-        .max_buffer_size(limits.queue)
-        .max_payload(limits.max_message as u64)
-        .ws_max_message_size(limits.max_message)
-        .ws_max_frame_size(limits.max_message)
-        .ws_read_buffer_size(WS_READ_BUFFER)
-        .build();
-    (
-        EngineIoLayer::from_config(Arc::new(server.clone()), config),
-        server,
-    )
+) -> (Router, Arc<Engine>) {
+    let server = Arc::new(Server::new(relay, token, limits));
+    let config = engine::Config {
+        ping_interval: PING_INTERVAL,
+        ping_timeout: PING_TIMEOUT,
+        max_payload: limits.max_message,
+        queue: limits.queue,
+    };
+    let engine = Engine::new(config, server);
+    let router = Router::new()
+        .route(&format!("{PATH}/"), any(engine::serve))
+        .route(PATH, any(engine::serve))
+        .with_state(engine.clone());
+    (router, engine)
 }

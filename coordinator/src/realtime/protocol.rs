@@ -4,12 +4,13 @@
 //! binary attachments are accepted: swarmq's clients only ever send small JSON joins.
 //!
 //! Wire format: `<type>[<namespace>,][<ack id>][<JSON>]`, the namespace omitted for `/`
-//! (<https://socket.io/docs/v4/socket-io-protocol/>). Outgoing events are encoded once into a
-//! [`Str`] that every socket of a room shares (a reference-counted buffer, never copied per socket).
+//! (<https://socket.io/docs/v4/socket-io-protocol/>). What the server sends is encoded once as a
+//! whole Engine.IO message packet (`4` + the Socket.IO packet) into a [`Frame`] that every socket
+//! of a room shares (a reference-counted buffer, never copied per socket).
 
-use engineioxide::Str;
-use engineioxide::sid::Sid;
 use serde_json::Value;
+
+use super::engine::{Frame, Sid};
 
 /// A packet a client sent.
 #[derive(Debug, PartialEq)]
@@ -123,20 +124,20 @@ fn event_args(text: &str) -> Result<(String, Value), ProtocolError> {
 }
 
 /// The answer to a successful namespace CONNECT: `0{"sid":"…"}`.
-pub fn connected(socket_id: Sid) -> Str {
-    format!("0{{\"sid\":\"{socket_id}\"}}").into()
+pub fn connected(socket_id: Sid) -> Frame {
+    format!("40{{\"sid\":\"{socket_id}\"}}").into()
 }
 
 /// A refused CONNECT: `4{"message":"…"}` (the client's `connect_error`).
-pub fn connect_error(message: &str) -> Str {
-    format!("4{{\"message\":{}}}", json_string(message)).into()
+pub fn connect_error(message: &str) -> Frame {
+    format!("44{{\"message\":{}}}", json_string(message)).into()
 }
 
 /// An EVENT with one argument: `2["name",data]`, `data` being JSON (as recorded: it is never
 /// re-serialized). `name` is one of swarmq's event names.
-pub fn event(name: &str, data: &str) -> Str {
+pub fn event(name: &str, data: &str) -> Frame {
     let mut out = String::with_capacity(name.len() + data.len() + 8);
-    out.push_str("2[");
+    out.push_str("42[");
     out.push_str(&json_string(name));
     out.push(',');
     out.push_str(data);
@@ -145,8 +146,13 @@ pub fn event(name: &str, data: &str) -> Str {
 }
 
 /// The ACK of the client's event `id`, with one argument: `3<id>[data]`.
-pub fn ack(id: u64, data: &Value) -> Str {
-    format!("3{id}[{data}]").into()
+pub fn ack(id: u64, data: &Value) -> Frame {
+    ack_json(id, &data.to_string())
+}
+
+/// [`ack`] with the argument already encoded as JSON.
+pub fn ack_json(id: u64, data: &str) -> Frame {
+    format!("43{id}[{data}]").into()
 }
 
 fn json_string(s: &str) -> String {
@@ -240,16 +246,18 @@ mod tests {
         let data = r#"{"agentId":"a","seq":1}"#;
         assert_eq!(
             event("agent:terminated", data).as_str(),
-            r#"2["agent:terminated",{"agentId":"a","seq":1}]"#
+            r#"42["agent:terminated",{"agentId":"a","seq":1}]"#
         );
-        assert_eq!(ack(7, &json!({"ok": true})).as_str(), r#"37[{"ok":true}]"#);
+        assert_eq!(ack(7, &json!({"ok": true})).as_str(), r#"437[{"ok":true}]"#);
         assert_eq!(
             connect_error("bad \"token\"").as_str(),
-            r#"4{"message":"bad \"token\""}"#
+            r#"44{"message":"bad \"token\""}"#
         );
-        assert!(connected(Sid::new()).as_str().starts_with("0{\"sid\":\""));
-        // What we send parses back as the client would see it.
-        let echoed = format!("2{}", &event("x", data).as_str()[1..]);
-        assert!(matches!(parse(&echoed), Ok(Incoming::Event { name, .. }) if name == "x"));
+        assert!(connected(Sid::new()).as_str().starts_with("40{\"sid\":\""));
+        // What we send parses back as the client would see it (without the Engine.IO `4`).
+        let frame = event("x", data);
+        assert!(
+            matches!(parse(&frame.as_str()[1..]), Ok(Incoming::Event { name, .. }) if name == "x")
+        );
     }
 }

@@ -9,11 +9,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use engineioxide::sid::Sid;
 use swarmq_shared::{SessionId, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::Sid;
+use super::join;
 use super::member::{self, Conn, Lag, Member};
 use super::pubsub::{self, SubCommand};
 use super::room::{Room, RoomCmd};
@@ -79,16 +80,9 @@ impl Relay {
         let member = Arc::new(Member::new(conn));
         match self.register(&member, session) {
             Ok(room) => {
-                tokio::spawn(member::join(
-                    self.clone(),
-                    member,
-                    session,
-                    since,
-                    ack,
-                    room,
-                ));
+                tokio::spawn(join::join(self.clone(), member, session, since, ack, room));
             }
-            Err(error) => member.answer(ack, &member::refusal(&error)),
+            Err(error) => member.answer(ack, &join::refusal(&error)),
         }
     }
 
@@ -121,7 +115,7 @@ impl Relay {
         metrics::counter!("swarmq_socket_evictions_total", "reason" => reason).increment(1);
         tracing::info!(socket = %conn.id, reason, "evicting a socket that cannot keep up");
         self.disconnected(conn.id);
-        member::farewell(conn, lag);
+        member::farewell(conn, lag, self.inner.limits);
     }
 
     /// Sessions with members on this coordinator.

@@ -2,7 +2,8 @@
 //! to its members, so they get them in `seq` order, once each.
 //!
 //! It subscribes to the session's channel, then relays every recorded event after the last one
-//! recorded at that moment (earlier ones are history, served to joins from the stream). An
+//! recorded at that moment (earlier ones are history: the room keeps the most recent of them
+//! encoded, for joins, and the last session snapshot a join read). An
 //! event is encoded once and offered to every member without waiting ([`Member::offer`]); a
 //! member that cannot keep up is evicted, never waited for. A jump in `seq` (messages lost
 //! while pub/sub reconnected) is filled from the stream first, so the room never skips one.
@@ -11,12 +12,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engineioxide::Str;
-use engineioxide::sid::Sid;
 use swarmq_shared::SessionId;
 use swarmq_shared::event::RawEnvelope;
 use tokio::sync::{mpsc, oneshot};
 
+use super::engine::{Frame, Sid};
 use super::member::Member;
 use super::protocol;
 use super::pubsub::SubCommand;
@@ -40,6 +40,8 @@ pub(super) enum RoomCmd {
         since: Option<u64>,
         reply: oneshot::Sender<Plan>,
     },
+    /// A join read the session: kept for the next joins while no event arrives.
+    Snapshot(Snapshot),
     Leave(Sid),
     /// Pub/sub reconnected: fetch from the stream whatever was published meanwhile.
     Resync,
@@ -51,7 +53,17 @@ pub(super) struct Plan {
     /// The last event the room relayed: the replay covers `(since, upto]`.
     pub upto: u64,
     /// Those events, when the room still holds them all.
-    pub recent: Option<Vec<Str>>,
+    pub recent: Option<Vec<Frame>>,
+    /// The session as of `upto`, when the room has it.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// A session as a join's ack carries it: encoded once, shared by the joins that use it.
+#[derive(Clone)]
+pub(super) struct Snapshot {
+    /// The last event the snapshot reflects.
+    pub last_seq: u64,
+    pub json: Arc<str>,
 }
 
 pub(super) struct Room {
@@ -59,8 +71,10 @@ pub(super) struct Room {
     generation: u64,
     /// Highest seq relayed (at start: recorded before we subscribed).
     last: u64,
-    ring: VecDeque<(u64, Str)>,
+    ring: VecDeque<(u64, Frame)>,
     members: HashMap<Sid, Arc<Member>>,
+    /// The session as of `last`, read by a join (dropped when the next event arrives).
+    snapshot: Option<Snapshot>,
     relay: RelayRef,
     /// A gap repair failed (Redis unreachable): retried after this delay, because the event
     /// that would trigger it again may never come (it was the session's last).
@@ -80,6 +94,7 @@ impl Room {
             last: 0,
             ring: VecDeque::new(),
             members: HashMap::new(),
+            snapshot: None,
             relay,
             repair_retry: None,
         };
@@ -107,6 +122,11 @@ impl Room {
                     since,
                     reply,
                 }) => self.admit(member, since, reply),
+                Some(RoomCmd::Snapshot(snapshot)) => {
+                    if snapshot.last_seq == self.last {
+                        self.snapshot = Some(snapshot);
+                    }
+                }
                 Some(RoomCmd::Leave(sid)) => {
                     self.members.remove(&sid);
                 }
@@ -145,6 +165,7 @@ impl Room {
             match relay.inner().store.last_seq(self.session).await {
                 Ok(seq) => {
                     self.last = seq.unwrap_or(0);
+                    self.fill_ring(&relay).await;
                     return true;
                 }
                 Err(e) => {
@@ -210,6 +231,25 @@ impl Room {
         self.repair_retry = None;
     }
 
+    /// Keeps the session's most recent events (up to `last`), so that joins replay them from
+    /// memory. Best effort: a join whose `since` the ring does not reach reads the stream.
+    async fn fill_ring(&mut self, relay: &super::relay::Relay) {
+        let from = self.last.saturating_sub(RING as u64);
+        let Ok(events) = relay
+            .inner()
+            .store
+            .events_after(self.session, from, RING)
+            .await
+        else {
+            return;
+        };
+        self.ring = events
+            .into_iter()
+            .take_while(|e| e.seq <= self.last)
+            .map(|e| (e.seq, protocol::event(&e.event, &e.data)))
+            .collect();
+    }
+
     /// Encodes the event once and offers it to every member; evicts those that cannot keep up.
     fn deliver(&mut self, seq: u64, event: &str, data: &str) {
         let frame = protocol::event(event, data);
@@ -229,6 +269,7 @@ impl Room {
             })
             .collect();
         self.last = seq;
+        self.snapshot = None;
         if self.ring.len() == RING {
             self.ring.pop_front();
         }
@@ -251,10 +292,11 @@ impl Room {
         let _ = reply.send(Plan {
             upto: self.last,
             recent,
+            snapshot: self.snapshot.clone(),
         });
     }
 
-    fn recent_since(&self, since: u64) -> Option<Vec<Str>> {
+    fn recent_since(&self, since: u64) -> Option<Vec<Frame>> {
         let (first, _) = self.ring.front()?;
         (*first <= since + 1).then(|| {
             self.ring

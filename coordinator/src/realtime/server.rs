@@ -1,42 +1,27 @@
-//! The Socket.IO server side of each connection, on Engine.IO (engineioxide): the namespace
+//! The Socket.IO server side of each connection, on top of the Engine.IO sessions: the namespace
 //! CONNECT (with the token check), `session:join` / `session:leave`, DISCONNECT — and nothing
 //! else. A client can never take the server down: malformed packets close its own connection, a
 //! connection that never completes its namespace CONNECT is closed after a deadline, and client
 //! mistakes are counted (`swarmq_socket_client_errors_total`) and logged at debug level only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use engineioxide::handler::EngineIoHandler;
-use engineioxide::sid::Sid;
-use engineioxide::{DisconnectReason, Str};
 use serde_json::{Value, json};
 use swarmq_shared::SessionId;
 
-use super::member::{self, Conn, refusal};
+use super::engine::{Handler, Reason, Sid};
+use super::join::refusal;
+use super::member::Conn;
 use super::protocol::{self, Incoming};
 use super::relay::Relay;
 use super::{EioSocket, Limits};
 use crate::http::Token;
 
-/// Handles every Engine.IO connection of this coordinator.
-#[derive(Clone)]
+/// Handles every Engine.IO session of this coordinator as a Socket.IO connection.
 pub struct Server {
     relay: Relay,
     token: Option<Token>,
     limits: Limits,
-    /// Every open connection, so that a shutdown can close them all.
-    open: Arc<Mutex<HashMap<Sid, Weak<EioSocket>>>>,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("auth", &self.token.is_some())
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Server {
@@ -45,24 +30,7 @@ impl Server {
             relay,
             token,
             limits,
-            open: Arc::default(),
         }
-    }
-
-    /// Closes every connection (at shutdown: open websockets would hold it forever).
-    pub fn close_all(&self) {
-        let open: Vec<_> = self
-            .lock_open()
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for socket in open {
-            socket.close(DisconnectReason::ClosingServer);
-        }
-    }
-
-    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Weak<EioSocket>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn on_packet(&self, packet: Incoming, socket: &Arc<EioSocket>) {
@@ -72,7 +40,7 @@ impl Server {
             }
             Incoming::Disconnect { .. } => {
                 self.relay.disconnected(socket.id);
-                socket.close(DisconnectReason::TransportClose);
+                socket.close(Reason::ClientGone);
             }
             Incoming::Event {
                 namespace,
@@ -101,7 +69,6 @@ impl Server {
         if Conn::of(socket).connect(id) {
             metrics::gauge!("swarmq_socket_connections").increment(1.0);
             let _ = socket.emit(protocol::connected(id));
-            member::reserve_notice_slot(socket, self.limits);
         }
     }
 
@@ -147,19 +114,16 @@ fn client_error(socket: &Arc<EioSocket>, kind: &'static str, fatal: bool) {
     metrics::counter!("swarmq_socket_client_errors_total", "kind" => kind).increment(1);
     tracing::debug!(socket = %socket.id, kind, fatal, "socket.io client error");
     if fatal {
-        socket.close(DisconnectReason::PacketParsingError);
+        socket.close(Reason::ProtocolError);
     }
 }
 
-impl EngineIoHandler for Server {
-    type Data = Conn;
-
-    fn on_connect(self: Arc<Self>, socket: Arc<EioSocket>) {
-        self.lock_open().insert(socket.id, Arc::downgrade(&socket));
+impl Handler for Server {
+    fn on_connect(&self, socket: &Arc<EioSocket>) {
         // A connection must complete its namespace CONNECT in time, or it is closed: idle
         // handshakes cannot pile up.
         let deadline = self.limits.connect_timeout;
-        let weak = Arc::downgrade(&socket);
+        let weak = Arc::downgrade(socket);
         tokio::spawn(async move {
             tokio::time::sleep(deadline).await;
             if let Some(socket) = weak.upgrade()
@@ -170,25 +134,19 @@ impl EngineIoHandler for Server {
         });
     }
 
-    fn on_disconnect(&self, socket: Arc<EioSocket>, _reason: DisconnectReason) {
-        self.lock_open().remove(&socket.id);
-        Conn::of(&socket).mark_gone();
-        Conn::of(&socket).release();
-        if Conn::of(&socket).is_connected() {
+    fn on_message(&self, socket: &Arc<EioSocket>, payload: &str) {
+        match protocol::parse(payload) {
+            Ok(packet) => self.on_packet(packet, socket),
+            Err(_) => client_error(socket, "malformed packet", true),
+        }
+    }
+
+    fn on_disconnect(&self, socket: &Arc<EioSocket>, _reason: Reason) {
+        Conn::of(socket).mark_gone();
+        if Conn::of(socket).is_connected() {
             metrics::gauge!("swarmq_socket_connections").decrement(1.0);
         }
         self.relay.disconnected(socket.id);
-    }
-
-    fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<EioSocket>) {
-        match protocol::parse(msg.as_str()) {
-            Ok(packet) => self.on_packet(packet, &socket),
-            Err(_) => client_error(&socket, "malformed packet", true),
-        }
-    }
-
-    fn on_binary(self: &Arc<Self>, _data: Bytes, socket: Arc<EioSocket>) {
-        client_error(&socket, "binary packet", true);
     }
 }
 
