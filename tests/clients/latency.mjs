@@ -5,6 +5,8 @@
 //
 // Prints {"type":"joined"} once every connection has joined, then, after every connection saw
 // session:complete of its session, one JSON summary: received counts and latency percentiles.
+// A connection the server evicts for not keeping up reconnects and re-joins with the last seq
+// it received, as every client should (counted in `evicted`); each event counts once.
 // --connect-only: join and hold the connections until stdin closes (memory measurement).
 import { io } from "socket.io-client";
 
@@ -14,41 +16,61 @@ const clients = Number(perSession);
 const connectOnly = rest.includes("--connect-only");
 const now = () => performance.timeOrigin + performance.now();
 const latencies = [];
-let thinking = 0, flood = 0, firstFlood = 0, lastFlood = 0, done = 0, joined = 0;
+let thinking = 0, flood = 0, firstFlood = 0, lastFlood = 0, done = 0, joined = 0, evicted = 0;
+// Every event received by any connection; when the first and last stamped line arrived.
+let received = 0, firstStamp = 0, lastStamp = 0;
 const total = ids.length * clients;
 const sockets = [];
 
-for (const id of ids) {
-  for (let c = 0; c < clients; c++) {
-    const socket = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
-    sockets.push(socket);
-    socket.on("agent:thinking", (d) => {
+function watch(id) {
+  const socket = io(url, {
+    transports: ["websocket"], forceNew: true, reconnection: !connectOnly,
+    reconnectionDelay: 100, reconnectionDelayMax: 500,
+  });
+  sockets.push(socket);
+  let lastSeq = 0, hasJoined = false;
+  socket.onAny((event, d) => {
+    if (event === "connection:evicted") return void evicted++;
+    if (typeof d?.seq !== "number" || d.seq <= lastSeq) return;
+    lastSeq = d.seq;
+    received++;
+    const t = now();
+    if (event === "agent:thinking") {
       thinking++;
-      if (d.action.startsWith("t=")) latencies.push(now() - Number(d.action.slice(2)));
-      else if (d.action === "flood") {
-        const t = now();
+      if (d.action.startsWith("t=")) {
+        latencies.push(t - Number(d.action.slice(2)));
+        if (firstStamp === 0) firstStamp = t;
+        lastStamp = t;
+      } else if (d.action === "flood") {
         if (flood === 0) firstFlood = t;
         lastFlood = t;
         flood++;
       }
-    });
-    socket.on("session:complete", () => {
-      if (++done === total) finish();
-    });
-    socket.on("connect", () => {
-      socket.emit("session:join", { sessionId: id, since: 0 }, (ack) => {
-        if (!ack || !ack.ok) {
-          console.error("join failed", ack);
-          process.exit(1);
-        }
+    } else if (event === "session:complete" && ++done === total) {
+      finish();
+    }
+  });
+  socket.on("connect", () => {
+    socket.emit("session:join", { sessionId: id, since: lastSeq }, (ack) => {
+      if (!ack || !ack.ok) {
+        console.error("join failed", ack);
+        process.exit(1);
+      }
+      if (!hasJoined) {
+        hasJoined = true;
         if (++joined === total) console.log(JSON.stringify({ type: "joined" }));
-      });
+      }
     });
-    socket.on("connect_error", (e) => {
-      console.error("connect_error", e.message);
-      process.exit(1);
-    });
-  }
+  });
+  socket.on("connect_error", (e) => {
+    if (socket.active) return; // reconnecting
+    console.error("connect_error", e.message);
+    process.exit(1);
+  });
+}
+
+for (const id of ids) {
+  for (let c = 0; c < clients; c++) watch(id);
 }
 
 function pct(p) {
@@ -62,6 +84,7 @@ function finish() {
     type: "summary", connections: total, thinking, stamped: latencies.length,
     p50: pct(0.5), p95: pct(0.95), p99: pct(0.99), max: pct(1),
     flood, floodSeconds: (lastFlood - firstFlood) / 1000,
+    stampSeconds: (lastStamp - firstStamp) / 1000, received, evicted,
   }));
   for (const s of sockets) s.close();
   process.exit(0);

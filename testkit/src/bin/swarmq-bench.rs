@@ -12,7 +12,10 @@
 //! - W4: a trivial compiled worker (one `complete` line), vs. its raw spawn rate;
 //! - W3: `POST /api/sessions` at 50 concurrent clients with an instant fake LLM, vs. `GET /healthz`
 //!   on the same server;
-//! - W2: worker print → Socket.IO client latency and a flood; memory with 1,000 clients;
+//! - W2: worker print → Socket.IO client latency and a flood; memory with 1,000 and 10,000
+//!   idle clients (and after they left), and while 100 viewers of a flood stop reading;
+//! - FANOUT: one session watched by 1, 100 and 1,000 viewers (latency, delivered events/s,
+//!   coordinator CPU per delivered event), and the flood with 10 viewers;
 //! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
 //! - Redis commands per TODO (INFO commandstats deltas), CPU per TODO by process, and the
 //!   runner's and coordinator's RSS.
@@ -40,7 +43,7 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, SCALE).
     #[arg(long)]
     only: Option<String>,
 }
@@ -480,7 +483,35 @@ struct Relay {
     stamped: u64,
     expected: u64,
     baseline: (f64, f64, f64),
+    /// Events received by all connections together (each once per connection).
+    received: u64,
+    /// Stamped (or flood) lines received per second, all connections together, from the first
+    /// to the last of them.
+    delivered_per_sec: f64,
+    /// Connections the coordinator evicted for not keeping up (they resumed with `since`).
+    evicted: u64,
+    /// Coordinator CPU from the moment every client had joined to the end.
+    coordinator_cpu_ms: f64,
 }
+
+impl Relay {
+    fn cpu_us_per_delivery(&self) -> f64 {
+        self.coordinator_cpu_ms * 1000.0 / self.received as f64
+    }
+}
+
+/// Stamped lines per TODO and the pause between them (each session runs two TODOs).
+#[derive(Clone, Copy)]
+struct Pace {
+    lines: usize,
+    interval_secs: f64,
+}
+
+/// W2's pace: 20 lines 25 ms apart per TODO.
+const W2_PACE: Pace = Pace {
+    lines: 20,
+    interval_secs: 0.025,
+};
 
 /// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
 /// With `flood`, one session whose worker prints that many lines as fast as it can.
@@ -488,6 +519,7 @@ async fn relay_run(
     sessions: usize,
     clients: usize,
     flood: usize,
+    pace: Pace,
 ) -> anyhow::Result<(Relay, serde_json::Value)> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
@@ -516,6 +548,8 @@ async fn relay_run(
     next_json(&mut lines, "joined").await?;
     let slots = (sessions * 2).max(cores()).to_string();
     let flood_s = flood.to_string();
+    let (lines_s, interval_s) = (pace.lines.to_string(), pace.interval_secs.to_string());
+    let cpu_before = cpu_ms(coordinator.process.pid());
     let worker = format!(
         "{} {}",
         python(),
@@ -528,13 +562,19 @@ async fn relay_run(
             ("SWARMQ_RUNNER_SLOTS", &slots),
             ("BENCH_FLOOD", &flood_s),
             ("BENCH_WARMUP", "3"),
-            ("SWARMQ_WORKER_PASS_ENV", "BENCH_FLOOD,BENCH_WARMUP"),
+            ("BENCH_LINES", &lines_s),
+            ("BENCH_INTERVAL", &interval_s),
+            (
+                "SWARMQ_WORKER_PASS_ENV",
+                "BENCH_FLOOD,BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
+            ),
             ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
         ],
     )
     .await;
     let summary =
         tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
+    let coordinator_cpu_ms = cpu_ms(coordinator.process.pid()) - cpu_before;
     for id in &ids {
         let r = recorded(&redis.url(), id).await;
         if flood > 0 {
@@ -548,7 +588,11 @@ async fn relay_run(
             check_finished(&r);
         }
     }
-    let expected = (if flood > 0 { flood } else { sessions * 2 * 20 } * clients) as u64;
+    let expected = (if flood > 0 {
+        flood
+    } else {
+        sessions * 2 * pace.lines
+    } * clients) as u64;
     let got = if flood > 0 {
         summary["flood"].as_u64()
     } else {
@@ -568,6 +612,15 @@ async fn relay_run(
             stamped: got,
             expected,
             baseline,
+            received: summary["received"].as_u64().unwrap_or(0),
+            delivered_per_sec: got as f64
+                / f(if flood > 0 {
+                    "floodSeconds"
+                } else {
+                    "stampSeconds"
+                }),
+            evicted: summary["evicted"].as_u64().unwrap_or(0),
+            coordinator_cpu_ms,
         },
         summary,
     ))
@@ -589,6 +642,137 @@ async fn coordinator_memory(n: usize) -> anyhow::Result<(u64, u64)> {
     drop(client.stdin.take());
     let _ = client.wait().await;
     Ok((idle, loaded))
+}
+
+/// FANOUT: one session watched by 1, 100 and 1,000 viewers — latency at a steady 100 lines/s,
+/// and delivered events/s when the worker floods — then the flood with 10 viewers; coordinator
+/// CPU per delivered event for each.
+async fn fanout(repeat: usize) -> anyhow::Result<()> {
+    const STEADY: Pace = Pace {
+        lines: 200,
+        interval_secs: 0.01,
+    };
+    for viewers in [1, 100, 1000] {
+        let (mut p50, mut p99, mut rate, mut cpu) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..repeat {
+            let (r, _) = relay_run(1, viewers, 0, STEADY).await?;
+            p50.push(r.p50);
+            p99.push(r.p99);
+            rate.push(r.delivered_per_sec);
+            cpu.push(r.cpu_us_per_delivery());
+        }
+        println!(
+            "| FANOUT {viewers} viewer(s), 100 lines/s: print → client p50 / p99 ms; delivered events/s; coordinator CPU µs per delivered event | {} / {} | {} | {} |",
+            stat(&p50),
+            stat(&p99),
+            stat(&rate),
+            stat(&cpu)
+        );
+        let flood = (200_000 / viewers).clamp(2_000, 100_000);
+        flood_row(&format!("{viewers} viewer(s)"), viewers, flood, repeat).await?;
+    }
+    flood_row("10 viewers", 10, 100_000, repeat).await
+}
+
+async fn flood_row(label: &str, viewers: usize, flood: usize, repeat: usize) -> anyhow::Result<()> {
+    let (mut rate, mut cpu, mut evicted) = (vec![], vec![], 0);
+    for _ in 0..repeat {
+        let (r, _) = relay_run(1, viewers, flood, W2_PACE).await?;
+        rate.push(r.delivered_per_sec);
+        cpu.push(r.cpu_us_per_delivery());
+        evicted += r.evicted;
+    }
+    println!(
+        "| FANOUT flood of {flood} lines, {label}: delivered events/s (all viewers); coordinator CPU µs per delivered event | {} | {} | {evicted} evictions, none lost |",
+        stat(&rate),
+        stat(&cpu)
+    );
+    Ok(())
+}
+
+/// Coordinator RSS (KB): idle, with `n` connected, joined, idle viewers, and at each of
+/// `after` (seconds) once they all left.
+async fn coordinator_memory_cycle(n: usize, after: &[u64]) -> anyhow::Result<Vec<u64>> {
+    use tokio::io::AsyncBufReadExt;
+    let redis = RedisServer::start_everysec();
+    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let id = coordinator.api().create_ok("one; two", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = coordinator.process.pid();
+    let mut rss = vec![rss_kb(pid)];
+    let mut client = latency_client(&coordinator.url, n, std::slice::from_ref(&id), true);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "joined")).await??;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rss.push(rss_kb(pid));
+    drop(client.stdin.take());
+    let _ = client.wait().await;
+    let left = Instant::now();
+    for secs in after {
+        tokio::time::sleep(Duration::from_secs(*secs).saturating_sub(left.elapsed())).await;
+        rss.push(rss_kb(pid));
+    }
+    Ok(rss)
+}
+
+/// Coordinator RSS (KB) sampled every 500 ms while `frozen` viewers that stopped reading watch
+/// a session flooding `flood` lines (and one healthy viewer follows it to the end).
+async fn coordinator_memory_frozen(frozen: usize, flood: usize) -> anyhow::Result<Vec<u64>> {
+    use tokio::io::AsyncBufReadExt;
+    let redis = RedisServer::start_everysec();
+    // The healthy viewer may itself be evicted by the flood and resume with `since`: the whole
+    // flood stays replayable, so that it can still receive every event.
+    let maxlen = (flood + 1000).to_string();
+    let coordinator = CoordinatorProcess::start(
+        &redis.url(),
+        &[
+            ("SWARMQ_PLANNER", "local"),
+            ("SWARMQ_EVENTS_MAXLEN", &maxlen),
+        ],
+    )
+    .await;
+    let id = coordinator.api().create_ok("flood", 1).await;
+    let mut stalled = Vec::new();
+    for _ in 0..frozen {
+        stalled.push(swarmq_testkit::StalledClient::join(&coordinator.url, &id, 0).await);
+    }
+    let mut healthy = latency_client(&coordinator.url, 1, std::slice::from_ref(&id), false);
+    let mut lines = tokio::io::BufReader::new(healthy.stdout.take().expect("stdout")).lines();
+    next_json(&mut lines, "joined").await?;
+    let flood_s = flood.to_string();
+    let worker = format!(
+        "{} {}",
+        python(),
+        repo_root().join("bench/workers/stamp.py").display()
+    );
+    let _runner = RunnerProcess::start(
+        &redis.url(),
+        &worker,
+        &[
+            ("BENCH_FLOOD", &flood_s),
+            ("SWARMQ_WORKER_PASS_ENV", "BENCH_FLOOD"),
+            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+            ("SWARMQ_EVENTS_MAXLEN", &maxlen),
+        ],
+    )
+    .await;
+    let pid = coordinator.process.pid();
+    let summary = next_json(&mut lines, "summary");
+    tokio::pin!(summary);
+    let mut samples = vec![rss_kb(pid)];
+    loop {
+        tokio::select! {
+            s = &mut summary => {
+                let s = s?;
+                anyhow::ensure!(s["flood"].as_u64() == Some(flood as u64), "the healthy viewer lost events: {s}");
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => samples.push(rss_kb(pid)),
+        }
+    }
+    samples.push(rss_kb(pid));
+    drop(stalled);
+    Ok(samples)
 }
 
 /// Requests/s and latency percentiles (ms) of `n` requests from `concurrency` clients.
@@ -754,7 +938,7 @@ async fn main() -> anyhow::Result<()> {
                 (vec![], vec![], vec![], vec![], vec![]);
             let mut counted = 0;
             for _ in 0..args.repeat {
-                let (r, _) = relay_run(sessions, clients, 0).await?;
+                let (r, _) = relay_run(sessions, clients, 0, W2_PACE).await?;
                 p50.push(r.p50);
                 p95.push(r.p95);
                 p99.push(r.p99);
@@ -775,7 +959,7 @@ async fn main() -> anyhow::Result<()> {
         let mut rates = Vec::new();
         let flood = 100_000;
         for _ in 0..args.repeat {
-            let (r, summary) = relay_run(1, 1, flood).await?;
+            let (r, summary) = relay_run(1, 1, flood, W2_PACE).await?;
             let secs = summary["floodSeconds"].as_f64().unwrap_or(f64::NAN);
             rates.push(r.stamped as f64 / secs);
         }
@@ -796,6 +980,34 @@ async fn main() -> anyhow::Result<()> {
             stat(&loaded),
             stat(&idle)
         );
+        let after = [5, 15, 30, 60];
+        let cycle = coordinator_memory_cycle(10_000, &after).await?;
+        let mb = |kb: u64| format!("{:.1}", kb as f64 / 1024.0);
+        let gone: Vec<String> = after
+            .iter()
+            .zip(&cycle[2..])
+            .map(|(s, kb)| format!("{s} s: {}", mb(*kb)))
+            .collect();
+        println!(
+            "| coordinator RSS MB with 10,000 connected, joined, idle viewers (one run) | {} | idle {}; after they left: {} | | ≤ 100 MB; ≤ 20 MB within 1 min |",
+            mb(cycle[1]),
+            mb(cycle[0]),
+            gone.join(", ")
+        );
+        let frozen = coordinator_memory_frozen(100, 400_000).await?;
+        let quarters: Vec<String> = (1..=4)
+            .map(|q| mb(frozen[(frozen.len() - 1) * q / 4]))
+            .collect();
+        println!(
+            "| coordinator RSS MB while 100 viewers of a session flooding 400,000 lines stopped reading (one run, sampled every 0.5 s) | max {} | at start {}; at each quarter of the flood {} | | bounded (not growing with the flood) |",
+            mb(frozen.iter().copied().max().unwrap_or(0)),
+            mb(frozen[0]),
+            quarters.join(" / ")
+        );
+        eprintln!("frozen-viewer RSS series (KB, every 0.5 s): {frozen:?}");
+    }
+    if wants("FANOUT") {
+        fanout(args.repeat).await?;
     }
     if wants("SCALE") {
         // Every runner brings `p` slots, so n runners run n × p workers at once: on this one
