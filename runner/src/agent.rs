@@ -9,8 +9,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::event::{AgentReasoning, AgentThinking};
 use swarmq_shared::protocol::{self, TaskLine, WorkerLine};
+use swarmq_shared::rate::TokenBucket;
 use swarmq_shared::store::{
     AgentDone, AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome,
 };
@@ -18,7 +20,6 @@ use swarmq_shared::{AgentJob, Event, StoreError, TodoId, now_ms};
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::Ctx;
-use crate::rate::TokenBucket;
 use crate::worker::{Output, Worker};
 
 /// Events sent to Redis in one script call at most.
@@ -72,7 +73,7 @@ pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEn
         worker: None,
         one_shot: ctx.workers_one_shot.load(Ordering::Relaxed),
         batch_no: 0,
-        rate: TokenBucket::new(ctx.config.max_events_per_sec),
+        rate: TokenBucket::per_second(ctx.config.max_events_per_sec),
     };
     let end = agent.work(first).await;
     if let Some(mut worker) = agent.worker.take() {
@@ -581,13 +582,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         match call().await {
             Ok(value) => return Some(value),
             Err(e) if e.is_unavailable() => {
                 ctx.stats.redis_error();
-                tracing::warn!(what, error = %e, ?backoff, "redis unavailable, retrying");
+                tracing::warn!(what, error = %e, "redis unavailable, retrying");
             }
             Err(e) => {
                 ctx.stats.redis_error();
@@ -595,10 +596,8 @@ where
                 return None;
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cancel.cancelled() => return None,
+        if !backoff.wait(cancel).await {
+            return None;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }

@@ -4,7 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::telemetry::LogFormat;
+
+/// The longest wait between attempts at a TODO, however many failed (`SWARMQ_RETRY_BACKOFF_MS`
+/// doubles per attempt up to this).
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -161,7 +166,10 @@ impl Config {
 
     /// Backoff before retrying after the `attempts`-th failure.
     pub fn retry_backoff(&self, attempts: u32) -> Duration {
-        let factor = 2u64.saturating_pow(attempts.saturating_sub(1).min(16));
-        Duration::from_millis(self.retry_backoff_ms.saturating_mul(factor).min(60_000))
+        Backoff::nth(
+            Duration::from_millis(self.retry_backoff_ms),
+            attempts.saturating_sub(1),
+            MAX_RETRY_BACKOFF,
+        )
     }
 }

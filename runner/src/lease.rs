@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::{SessionId, SessionStatus, now_ms, reaper};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +18,7 @@ use crate::ctx::Ctx;
 
 /// First heartbeat; waits for Redis. False when shut down before it came.
 pub async fn register(ctx: &Ctx, shutdown: &CancellationToken) -> bool {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         match ctx
             .store
@@ -25,15 +26,11 @@ pub async fn register(ctx: &Ctx, shutdown: &CancellationToken) -> bool {
             .await
         {
             Ok(_) => return true,
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "cannot register with Redis yet, retrying")
-            }
+            Err(e) => tracing::warn!(error = %e, "cannot register with Redis yet, retrying"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return false,
+        if !backoff.wait(shutdown).await {
+            return false;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -137,7 +134,7 @@ pub async fn hand_back_stranded(ctx: &Ctx) {
 
 pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
     let channel = ctx.store.keys().control_channel();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
@@ -147,24 +144,20 @@ pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(error = %e, "control channel: connect failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
+                if !backoff.wait(&stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         if let Err(e) = pubsub.subscribe(&channel).await {
             tracing::warn!(error = %e, "control channel: subscribe failed, retrying");
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.cancelled() => return,
+            if !backoff.wait(&stop).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
             continue;
         }
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         // Anything cancelled while we were not listening.
         check_sessions(&ctx).await;
         let mut messages = pubsub.on_message();

@@ -15,7 +15,6 @@ pub mod config;
 pub mod ctx;
 pub mod http;
 pub mod lease;
-pub mod rate;
 pub mod worker;
 
 use std::path::Path;
@@ -23,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::telemetry::redact_url;
 use swarmq_shared::{AgentJob, RunnerId, Store};
 use tokio::task::JoinSet;
@@ -144,7 +144,7 @@ impl Runner {
 /// One claiming loop: BLMOVE an agent job, run the agent, repeat, until draining.
 async fn slot(ctx: Arc<Ctx>, n: usize) {
     let mut claimer = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     // The job this slot finished, still in the claimed list: removed with the next claim.
     let mut finished: Option<String> = None;
     loop {
@@ -155,12 +155,10 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             match ctx.store.claimer(&ctx.runner, CLAIM_BLOCK).await {
                 Ok(c) => claimer = Some(c),
                 Err(e) => {
-                    tracing::warn!(slot = n, error = %e, ?backoff, "cannot open a claiming connection, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = ctx.draining.cancelled() => break,
+                    tracing::warn!(slot = n, error = %e, "cannot open a claiming connection, retrying");
+                    if !backoff.wait(&ctx.draining).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             }
@@ -174,7 +172,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             Ok(job) => {
                 finished = None;
                 if let Some(raw) = job {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     finished = run_job(&ctx, raw).await;
                 }
             }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use swarmq_runner::{Config, Runner};
-use swarmq_shared::{cli, telemetry};
+use swarmq_shared::{cli, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(cli::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     match runner.run_until_stopped(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

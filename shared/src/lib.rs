@@ -12,6 +12,7 @@
 //! - [`reaper`]: hands a dead runner's work back; run by every live process.
 //! - [`telemetry`]: tracing set-up shared by the binaries.
 
+pub mod backoff;
 pub mod cli;
 pub mod event;
 pub mod ids;
@@ -19,8 +20,10 @@ pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod rate;
 pub mod reaper;
 pub mod scripts;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 

@@ -10,6 +10,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use swarmq_shared::backoff::Backoff;
 
 use super::{Limits, PlanError, reply};
 
@@ -190,10 +191,11 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(wait))
 }
 
+/// The SDKs' wait before retry `attempt` (0-based) when the API names none: 0.5 s doubling to
+/// 8 s, minus up to a quarter of jitter so clients that failed together do not retry together.
 fn backoff(attempt: u32) -> Duration {
-    let base = (0.5 * 2f64.powi(attempt as i32)).min(8.0);
-    let jitter = 1.0 - rand::rng().random_range(0.0..0.25);
-    Duration::from_secs_f64(base * jitter)
+    let base = Backoff::nth(Duration::from_millis(500), attempt, Duration::from_secs(8));
+    base.mul_f64(1.0 - rand::rng().random_range(0.0..0.25))
 }
 
 /// The API's `{"type":"error","error":{"type","message"}}`, or a summary of whatever came.
