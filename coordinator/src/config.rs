@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use swarmq_shared::telemetry::LogFormat;
+use swarmq_shared::settings::CommonSettings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlannerKind {
@@ -21,18 +21,8 @@ pub enum PlannerKind {
     about = "swarmq coordinator: the session HTTP API, Claude decomposition and the Socket.IO relay"
 )]
 pub struct Config {
-    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// Prefix of every Redis key and channel; lets several swarmq deployments share one Redis.
-    #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
-    pub prefix: String,
+    #[command(flatten)]
+    pub common: CommonSettings,
 
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
@@ -87,11 +77,6 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub decompose_timeout_secs: u64,
 
-    /// Approximate number of events kept per session for replay (Redis stream MAXLEN ~).
-    #[arg(long, env = "SWARMQ_EVENTS_MAXLEN", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(100..))]
-    pub events_maxlen: u64,
-
     /// Bearer token required on /api/* (`Authorization: Bearer …`) and for Socket.IO connections
     /// (`auth: {token}`). Unset: the API is open. /healthz and /readyz are always open.
     #[arg(long, env = "SWARMQ_API_TOKEN", hide_env_values = true)]
@@ -119,10 +104,6 @@ pub struct Config {
     /// index drops them as they go.
     #[arg(long, env = "SWARMQ_RETENTION_SECS", default_value_t = 604_800)]
     pub retention_secs: u64,
-
-    /// Log format: human or json. RUST_LOG sets the filter (default info).
-    #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
-    pub log_format: LogFormat,
 }
 
 impl Config {

@@ -28,7 +28,6 @@ use std::future::IntoFuture;
 
 use anyhow::Context;
 use socketioxide::SocketIo;
-use swarmq_shared::Store;
 use swarmq_shared::telemetry::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +53,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.redis_url, &config.prefix, config.events_maxlen)
-            .map_err(anyhow::Error::msg)?;
+        let store = config.common.store().map_err(anyhow::Error::msg)?;
         let planner = match config.planner_kind() {
             PlannerKind::Anthropic => {
                 let key = config
@@ -122,8 +120,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         tracing::info!(
             addr = %listener.local_addr()?,
-            redis = %redact_url(&config.redis_url),
-            prefix = %config.prefix,
+            redis = %redact_url(&config.common.redis_url),
+            prefix = %config.common.prefix,
             planner = %state.planner.describe(),
             "coordinator ready"
         );

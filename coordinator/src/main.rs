@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = cli::parse_or_exit("swarmq-coordinator");
-    telemetry::init(config.log_format);
+    telemetry::init(config.common.log_format);
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     let result = match Application::build(config).await {

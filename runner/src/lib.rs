@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use swarmq_shared::backoff::Backoff;
 use swarmq_shared::telemetry::redact_url;
-use swarmq_shared::{AgentJob, RunnerId, Store};
+use swarmq_shared::{AgentJob, RunnerId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -54,8 +54,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.redis_url, &config.prefix, config.events_maxlen)
-            .map_err(anyhow::Error::msg)?;
+        let store = config.common.store().map_err(anyhow::Error::msg)?;
         let cwd = config.worker_cwd.canonicalize().with_context(|| {
             format!(
                 "SWARMQ_WORKER_CWD {} is not an existing directory",
@@ -90,7 +89,7 @@ impl Runner {
             slots = config.slots(),
             worker = %config.worker_cmd,
             cwd = %ctx.spec.cwd.display(),
-            redis = %redact_url(&config.redis_url),
+            redis = %redact_url(&config.common.redis_url),
             "runner starting"
         );
         let background = CancellationToken::new();

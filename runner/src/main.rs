@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = cli::parse_or_exit("swarmq-runner");
-    telemetry::init(config.log_format);
+    telemetry::init(config.common.log_format);
     let runner = match Runner::build(config) {
         Ok(r) => r,
         Err(e) => {

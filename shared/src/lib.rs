@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod rate;
 pub mod reaper;
 pub mod scripts;
+pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
