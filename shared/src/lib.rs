@@ -19,6 +19,7 @@ pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod probes;
 pub mod protocol;
 pub mod rate;
 pub mod reaper;
