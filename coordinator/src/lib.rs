@@ -19,7 +19,9 @@ pub mod http;
 pub mod planner;
 pub mod ratelimit;
 pub mod realtime;
+pub mod sessions;
 pub mod state;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +40,9 @@ pub use config::Config;
 use crate::config::PlannerKind;
 use crate::planner::{AnthropicPlanner, Limits, Planner};
 use crate::realtime::Relay;
-use crate::state::{AppState, SessionLimits};
+use crate::sessions::{SessionLimits, SessionService};
+use crate::state::AppState;
+use crate::token::Token;
 
 /// How long open connections may take to close after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -82,35 +86,27 @@ impl Application {
         let background = CancellationToken::new();
         let relay = Relay::start(io.clone(), store.clone(), background.child_token());
         let tokens = http::Tokens {
-            api: config
-                .api_token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(http::Token::new),
-            metrics: config
-                .metrics_token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(http::Token::new),
+            api: Token::from_setting(config.api_token.as_deref()),
+            metrics: Token::from_setting(config.metrics_token.as_deref()),
         };
         realtime::attach(&io, relay.clone(), tokens.api.clone());
+        let limits = SessionLimits {
+            max_agents: config.max_agents,
+            max_prompt_chars: config.max_prompt_chars as usize,
+            plan: Limits {
+                max_todos: config.max_todos as usize,
+                max_description_chars: planner::MAX_DESCRIPTION_CHARS,
+            },
+            decompose_timeout: config.decompose_timeout(),
+            retention: std::time::Duration::from_secs(config.retention_secs),
+        };
         let state = AppState {
+            sessions: SessionService::new(store.clone(), planner, limits),
             store,
-            planner: Arc::new(planner),
             relay,
             create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
             trust_forwarded_for: config.trust_forwarded_for,
             metrics: swarmq_shared::metrics::install(),
-            limits: SessionLimits {
-                max_agents: config.max_agents,
-                max_prompt_chars: config.max_prompt_chars as usize,
-                plan: Limits {
-                    max_todos: config.max_todos as usize,
-                    max_description_chars: 2000,
-                },
-                decompose_timeout: config.decompose_timeout(),
-                retention: std::time::Duration::from_secs(config.retention_secs),
-            },
         };
         let router = http::router(state.clone(), tokens)
             .layer(layer)
@@ -122,7 +118,7 @@ impl Application {
             addr = %listener.local_addr()?,
             redis = %redact_url(&config.common.redis_url),
             prefix = %config.common.prefix,
-            planner = %state.planner.describe(),
+            planner = %state.sessions.planner().describe(),
             "coordinator ready"
         );
         Ok(Self {

@@ -76,11 +76,7 @@ pub async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
             }
         }
         check_sessions(&ctx).await;
-        match reaper::reap_once(&ctx.store).await {
-            Ok(report) if report.runners > 0 => tracing::warn!(?report, "reaped dead runners"),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "reaper pass failed"),
-        }
+        reaper::reap_and_log(&ctx.store).await;
         sweep_orphans(&ctx, &mut suspects).await;
     }
 }

@@ -30,6 +30,16 @@ pub async fn reap_once(store: &Store) -> Result<ReapReport> {
     Ok(report)
 }
 
+/// One pass, as every live process runs it periodically: what it did is logged (a warning when
+/// it found dead runners), a failure only at debug level (the next pass retries).
+pub async fn reap_and_log(store: &Store) {
+    match reap_once(store).await {
+        Ok(report) if report.runners > 0 => tracing::warn!(?report, "reaped dead runners"),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "reaper pass failed"),
+    }
+}
+
 async fn reap_runner(store: &Store, runner: &RunnerId, report: &mut ReapReport) -> Result<()> {
     for job in store.claimed_jobs(runner).await? {
         match AgentJob::parse(&job) {

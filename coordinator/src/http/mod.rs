@@ -12,7 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use swarmq_shared::probes;
 
-pub use auth::Token;
+/// Re-exported for the Socket.IO handlers, which check the same API token.
+pub use crate::token::Token;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use swarmq_shared::backoff::Backoff;
 
-use super::{Limits, PlanError, reply};
+use super::{ASKED_DESCRIPTION_CHARS, Limits, PlanError, reply};
 
 const API_VERSION: &str = "2023-06-01";
 const MAX_RETRIES: u32 = 2;
@@ -171,7 +171,7 @@ fn system_prompt(agent_count: u32, limits: Limits) -> String {
          Each task description must be self-contained and at most {} characters. Reply with JSON \
          only, no prose and no code fence, in exactly this shape: \
          {{\"todos\":[{{\"description\":\"...\"}}]}}",
-        limits.max_description_chars.min(1000)
+        limits.max_description_chars.min(ASKED_DESCRIPTION_CHARS)
     )
 }
 
