@@ -3,7 +3,7 @@
 use redis::AsyncCommands;
 
 use super::{Fields, Result, Store, StoreError};
-use crate::event::Event;
+use crate::event::{Event, EventEnvelope};
 use crate::ids::{AgentId, AgentJob, SessionId, TodoId};
 use crate::model::{Agent, AgentStatus, Session, SessionStatus, SessionSummary, Todo, TodoStatus};
 use crate::scripts;
@@ -30,6 +30,13 @@ pub struct RecordedEvent {
     pub event: String,
     /// The payload JSON, `seq` included.
     pub data: String,
+}
+
+impl RecordedEvent {
+    /// The typed event, as a client receives it.
+    pub fn decode(&self) -> std::result::Result<EventEnvelope, serde_json::Error> {
+        EventEnvelope::from_parts(&self.event, serde_json::from_str(&self.data)?)
+    }
 }
 
 #[derive(Debug)]
