@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use swarmq_shared::transitions::{FailOutcome, FailSession};
 use swarmq_shared::{SessionStatus, Store, StoreError, now_ms, reaper};
 use tokio_util::sync::CancellationToken;
 
@@ -59,10 +60,12 @@ async fn fail_abandoned_decompositions(store: &Store) -> Result<(), StoreError> 
     {
         let message =
             "decomposition did not finish before its deadline (its coordinator stopped or hung)";
-        if store
-            .fail_session(id, message, SessionStatus::Decomposing)
-            .await?
-        {
+        let fail = FailSession {
+            id,
+            error: message,
+            only_if: SessionStatus::Decomposing,
+        };
+        if store.run(&fail).await? == FailOutcome::Failed {
             tracing::warn!(session_id = %id, "failed an abandoned decomposition");
             metrics::counter!("swarmq_sessions_finished_total", "status" => "failed").increment(1);
         } else {

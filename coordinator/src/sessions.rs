@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use swarmq_shared::store::{CancelOutcome, CreateOutcome};
+use swarmq_shared::transitions::{
+    CancelOutcome, CancelSession, CreateOutcome, CreateSession, FailSession, InitOutcome,
+    InitSession,
+};
 use swarmq_shared::{AgentId, SessionId, SessionStatus, Store, StoreError, Todo, now_ms};
 use tracing::Instrument;
 
@@ -159,21 +162,17 @@ impl SessionService {
         let created_at = now_ms();
         let timeout = self.limits.decompose_timeout;
         let deadline = created_at + (timeout + timeout.min(WATCHDOG_GRACE_MAX)).as_millis() as u64;
-        let created = self
-            .store
-            .init_session(
-                id,
-                &new.prompt,
-                new.agent_count,
-                created_at,
-                deadline,
-                self.limits.retention,
-            )
-            .await?;
-        if created {
-            Ok(())
-        } else {
-            Err(CreateError::IdTaken(id))
+        let init = InitSession {
+            id,
+            prompt: &new.prompt,
+            agent_count: new.agent_count,
+            created_at,
+            deadline,
+            retention: self.limits.retention,
+        };
+        match self.store.run(&init).await? {
+            InitOutcome::Created => Ok(()),
+            InitOutcome::IdTaken => Err(CreateError::IdTaken(id)),
         }
     }
 
@@ -193,9 +192,12 @@ impl SessionService {
                     .increment(1);
                 metrics::counter!("swarmq_sessions_finished_total", "status" => "failed")
                     .increment(1);
-                self.store
-                    .fail_session(id, &message, SessionStatus::Decomposing)
-                    .await?;
+                let fail = FailSession {
+                    id,
+                    error: &message,
+                    only_if: SessionStatus::Decomposing,
+                };
+                self.store.run(&fail).await?;
                 return Err(CreateError::Decomposition {
                     session_id: id,
                     message,
@@ -221,25 +223,35 @@ impl SessionService {
     ) -> Result<(), CreateError> {
         let todos: Vec<Todo> = descriptions.into_iter().map(Todo::new).collect();
         let agents: Vec<AgentId> = (0..agent_count).map(|_| AgentId::new()).collect();
-        match self.store.create_session(id, &todos, &agents).await? {
+        let create = CreateSession {
+            id,
+            todos: &todos,
+            agents: &agents,
+        };
+        match self.store.run(&create).await? {
             CreateOutcome::Created => {
                 metrics::counter!("swarmq_sessions_created_total").increment(1);
                 Ok(())
             }
-            CreateOutcome::NotDecomposing(status) if status == "cancelled" => {
+            CreateOutcome::NotDecomposing {
+                status: Some(SessionStatus::Cancelled),
+            } => {
                 tracing::info!("session was cancelled while decomposing");
                 Ok(())
             }
-            CreateOutcome::NotDecomposing(status) => Err(CreateError::Decomposition {
-                session_id: id,
-                message: format!("session is {status}: decomposition took longer than allowed"),
-            }),
+            CreateOutcome::NotDecomposing { status } => {
+                let status = status.map_or("missing", SessionStatus::as_str);
+                Err(CreateError::Decomposition {
+                    session_id: id,
+                    message: format!("session is {status}: decomposition took longer than allowed"),
+                })
+            }
         }
     }
 
     /// Cancels a decomposing or running session: its workers are killed wherever they run.
     pub async fn cancel(&self, id: SessionId) -> Result<CancelOutcome, StoreError> {
-        let outcome = self.store.cancel_session(id).await?;
+        let outcome = self.store.run(&CancelSession { id }).await?;
         if outcome == CancelOutcome::Cancelled {
             tracing::info!(session_id = %id, "session cancelled");
             metrics::counter!("swarmq_sessions_finished_total", "status" => "cancelled")

@@ -5,16 +5,25 @@
 //! # Layout
 //! - [`config`]: the operator settings (clap).
 //! - this file: [`Runner`] — registration, the claiming slots, drain and shutdown.
-//! - [`agent`]: the agent loop for one claimed job (next TODO, relay, complete, repeat).
+//! - [`agent`]: the agent loop for one claimed job (next TODO, run it, record it, repeat).
+//! - [`task`]: one TODO on the agent's worker: hand it over, relay the worker's lines.
 //! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
-//! - [`lease`]: heartbeat, reaping dead runners, cancel notifications, orphan sweep.
-//! - [`ctx`]: what the tasks share; [`rate`]: the per-worker event rate limit.
+//! - [`persist`]: retrying a Redis call through a blip.
+//! - [`lease`]: registration and the heartbeat, with the duties on its beat (reaping dead
+//!   runners is `swarmq_shared::reaper`).
+//! - [`control`]: cancel notifications; [`orphans`]: claimed jobs no slot works.
+//! - [`http`]: the optional `/metrics`, `/healthz`, `/readyz` listener.
+//! - [`ctx`]: what the tasks share, and the runner's counters.
 
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod ctx;
 pub mod http;
 pub mod lease;
+pub mod orphans;
+pub mod persist;
+pub mod task;
 pub mod worker;
 
 use std::path::Path;
@@ -24,6 +33,7 @@ use std::time::Duration;
 use anyhow::Context;
 use swarmq_shared::backoff::Backoff;
 use swarmq_shared::telemetry::redact_url;
+use swarmq_shared::transitions::RequeueJob;
 use swarmq_shared::{AgentJob, RunnerId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +43,7 @@ pub use config::Config;
 
 use crate::agent::AgentEnd;
 use crate::ctx::Ctx;
+use crate::persist::persist;
 use crate::worker::WorkerSpec;
 
 /// How long one BLMOVE waits before the slot checks whether it should stop.
@@ -107,7 +118,7 @@ impl Runner {
             return Ok(());
         }
         tokio::spawn(lease::heartbeat_loop(ctx.clone(), background.clone()));
-        tokio::spawn(lease::control_loop(ctx.clone(), background.clone()));
+        tokio::spawn(control::control_loop(ctx.clone(), background.clone()));
 
         let mut slots = JoinSet::new();
         for n in 0..config.slots() {
@@ -130,7 +141,7 @@ impl Runner {
             deadline.cancel();
         });
         while slots.join_next().await.is_some() {}
-        lease::hand_back_stranded(&ctx).await;
+        orphans::hand_back_stranded(&ctx).await;
         if let Err(e) = ctx.store.deregister(&ctx.runner).await {
             tracing::warn!(error = %e, "could not deregister (the lease will expire)");
         }
@@ -208,10 +219,11 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
     match end {
         AgentEnd::Finished | AgentEnd::Lost => Some(raw),
         AgentEnd::Released => {
-            update_claimed(ctx, "requeue agent job", &raw, || {
-                ctx.store.requeue_job(&ctx.runner, &raw)
-            })
-            .await;
+            let requeue = RequeueJob {
+                runner: &ctx.runner,
+                job: &raw,
+            };
+            update_claimed(ctx, "requeue agent job", &raw, || ctx.store.run(&requeue)).await;
             None
         }
     }
@@ -233,7 +245,7 @@ where
     Fut: std::future::Future<Output = Result<T, swarmq_shared::StoreError>>,
 {
     let never = CancellationToken::new();
-    let update = agent::persist(ctx, what, &never, call);
+    let update = persist(ctx, what, &never, call);
     if tokio::time::timeout(Duration::from_secs(15), update)
         .await
         .is_err()

@@ -23,11 +23,11 @@ pub mod probes;
 pub mod protocol;
 pub mod rate;
 pub mod reaper;
-pub mod scripts;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod transitions;
 
 pub use event::{Event, EventEnvelope};
 pub use ids::{AgentId, AgentJob, IdError, RunnerId, SessionId, TodoId};

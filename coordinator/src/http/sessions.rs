@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use swarmq_shared::model::SessionSummary;
-use swarmq_shared::store::CancelOutcome;
+use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId};
 
 use super::body::json_object;
@@ -122,7 +122,7 @@ async fn cancel(
     let id = session_id(&raw)?;
     match state.sessions.cancel(id).await? {
         CancelOutcome::Cancelled => Ok(Json(json!({ "sessionId": id, "status": "cancelled" }))),
-        CancelOutcome::Finished(status) => Err(ApiError::Conflict(format!(
+        CancelOutcome::Finished { status } => Err(ApiError::Conflict(format!(
             "session {id} is already {status}; only decomposing or running sessions can be cancelled"
         ))),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("session {id} not found"))),
