@@ -4,8 +4,9 @@
 //!
 //! Most events are built here and handed to a Lua transition as JSON. The transitions that pick
 //! their subject inside Redis (`task:assigned`, `agent:terminated`, `session:complete`,
-//! `task:failed`/`task:retry` from the reaper) build the same shapes in Lua; the round-trip test
-//! in the integration suite parses every recorded event back into [`Event`].
+//! `task:failed`/`task:retry`) build the same shapes in Lua (`lua/session.lua`);
+//! `shared/tests/lua_events.rs` drives every transition that records an event and decodes each
+//! one back into [`Event`] field for field.
 
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,7 @@ use crate::model::SessionStatus;
 /// The fencing token of one holding of an agent (the agent hash's `token` counter).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct LeaseToken(String);
+pub struct LeaseToken(pub(crate) String);
 
 impl fmt::Display for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -228,3 +228,101 @@ macro_rules! json_reply {
     };
 }
 pub(crate) use json_reply;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ids::{AgentId, AgentJob, RunnerId};
+    use crate::model::{SessionStatus, Todo};
+    use crate::store::RunnerInfo;
+
+    /// The hash tags of everything `t` touches: keys and channels.
+    fn tags<T: Transition>(t: &T, keys: &Keys) -> BTreeSet<String> {
+        all_keys(t, keys)
+            .into_iter()
+            .chain(all_channels(t, keys))
+            .map(|(name, key)| {
+                let tag = key
+                    .split_once('{')
+                    .and_then(|(_, rest)| rest.split_once('}'));
+                let (tag, _) = tag.unwrap_or_else(|| panic!("{name} {key:?} has no hash tag"));
+                tag.to_owned()
+            })
+            .collect()
+    }
+
+    /// What docs/redis-schema.md promises: a runner's transitions touch one slot (its
+    /// session's, or the queue's); only the coordinator's four session scripts also touch the
+    /// queue's. A Cluster deployment has to change exactly these.
+    #[test]
+    fn each_transition_touches_one_slot_but_the_documented_four() {
+        let keys = Keys::new("q").unwrap();
+        let job = AgentJob {
+            session_id: SessionId::new(),
+            agent_id: AgentId::new(),
+        };
+        let (id, runner) = (job.session_id, RunnerId::generate("h"));
+        let token = LeaseToken("1".into());
+        let session: BTreeSet<String> = [id.to_string()].into();
+        let both: BTreeSet<String> = [id.to_string(), "q".to_owned()].into();
+        let queue: BTreeSet<String> = ["q".to_owned()].into();
+        let todos = [Todo::new("t".into())];
+        let start = StartAgent {
+            job,
+            runner: &runner,
+            max_attempts: 1,
+        };
+        assert_eq!(tags(&start, &keys), session);
+        let assign = AssignNext {
+            job,
+            token: &token,
+            max_attempts: 1,
+        };
+        assert_eq!(tags(&assign, &keys), session);
+        let release = ReleaseAgent {
+            job,
+            holder: Holder::Runner(&runner),
+            count_attempt: true,
+            reason: "r",
+        };
+        assert_eq!(tags(&release, &keys), session);
+        let init = InitSession {
+            id,
+            prompt: "p",
+            agent_count: 1,
+            created_at: 0,
+            deadline: 0,
+            retention: Duration::ZERO,
+        };
+        assert_eq!(tags(&init, &keys), both);
+        let create = CreateSession {
+            id,
+            todos: &todos,
+            agents: &[],
+        };
+        assert_eq!(tags(&create, &keys), both);
+        let fail = FailSession {
+            id,
+            error: "e",
+            only_if: SessionStatus::Decomposing,
+        };
+        assert_eq!(tags(&fail, &keys), both);
+        assert_eq!(tags(&CancelSession { id }, &keys), both);
+        let info = RunnerInfo::default();
+        let beat = Heartbeat {
+            runner: &runner,
+            lease: Duration::from_secs(1),
+            info: &info,
+        };
+        assert_eq!(tags(&beat, &keys), queue);
+        let requeue = RequeueJob {
+            runner: &runner,
+            job: "j",
+        };
+        assert_eq!(tags(&requeue, &keys), queue);
+        assert_eq!(tags(&ForgetRunner { runner: &runner }, &keys), queue);
+    }
+}
