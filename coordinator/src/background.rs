@@ -67,7 +67,7 @@ async fn fail_abandoned_decompositions(store: &Store) -> Result<(), StoreError> 
         };
         if store.run(&fail).await? == FailOutcome::Failed {
             tracing::warn!(session_id = %id, "failed an abandoned decomposition");
-            metrics::counter!("swarmq_sessions_finished_total", "status" => "failed").increment(1);
+            swarmq_shared::metrics::count_session_finished(SessionStatus::Failed);
         } else {
             store.forget_decomposition(id).await?;
         }

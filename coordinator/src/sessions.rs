@@ -190,8 +190,7 @@ impl SessionService {
                 tracing::warn!(error = %e, "decomposition failed");
                 metrics::counter!("swarmq_llm_errors_total", "status" => e.metric_label())
                     .increment(1);
-                metrics::counter!("swarmq_sessions_finished_total", "status" => "failed")
-                    .increment(1);
+                swarmq_shared::metrics::count_session_finished(SessionStatus::Failed);
                 let fail = FailSession {
                     id,
                     error: &message,
@@ -254,8 +253,7 @@ impl SessionService {
         let outcome = self.store.run(&CancelSession { id }).await?;
         if outcome == CancelOutcome::Cancelled {
             tracing::info!(session_id = %id, "session cancelled");
-            metrics::counter!("swarmq_sessions_finished_total", "status" => "cancelled")
-                .increment(1);
+            swarmq_shared::metrics::count_session_finished(SessionStatus::Cancelled);
         }
         Ok(outcome)
     }

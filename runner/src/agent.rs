@@ -289,8 +289,7 @@ impl AgentRun<'_> {
         match done {
             AgentDone::SessionEnded { status } => {
                 tracing::info!(%status, "last agent terminated: session ended");
-                metrics::counter!("swarmq_sessions_finished_total", "status" => status.as_str())
-                    .increment(1);
+                swarmq_shared::metrics::count_session_finished(status);
             }
             AgentDone::Terminated | AgentDone::Already => tracing::info!("agent terminated"),
         }

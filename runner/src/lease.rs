@@ -2,8 +2,8 @@
 //! of a lease it renews the lease (republishing its [`RunnerInfo`]) and, on the same beat, does
 //! the other periodic duties — checks that the sessions it works were not cancelled behind its
 //! back ([`control`]), reaps dead runners (`swarmq_shared::reaper`), and hands back orphaned
-//! claimed jobs ([`orphans`](crate::orphans)). A beat that finds the lease had expired (the runner was reaped as
-//! dead, its agents given to others) aborts every agent this runner works.
+//! claimed jobs ([`orphans`](crate::orphans)). A beat that finds the lease had expired (the
+//! runner was reaped as dead, its agents given to others) aborts every agent this runner works.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use swarmq_shared::model::SessionSummary;
 use swarmq_shared::transitions::CancelOutcome;
-use swarmq_shared::{Session, SessionId};
+use swarmq_shared::{Session, SessionId, SessionStatus};
 
 use super::body::json_object;
 use crate::error::ApiError;
@@ -121,7 +121,9 @@ async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let id = session_id(&raw)?;
     match state.sessions.cancel(id).await? {
-        CancelOutcome::Cancelled => Ok(Json(json!({ "sessionId": id, "status": "cancelled" }))),
+        CancelOutcome::Cancelled => Ok(Json(
+            json!({ "sessionId": id, "status": SessionStatus::Cancelled }),
+        )),
         CancelOutcome::Finished { status } => Err(ApiError::Conflict(format!(
             "session {id} is already {status}; only decomposing or running sessions can be cancelled"
         ))),

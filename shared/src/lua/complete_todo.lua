@@ -1,5 +1,5 @@
 -- complete_todo.lua: records a worker's `complete` (the plan's completeTask).
--- ARGS: agentId, token, todoId, result (absent: the worker gave none),
+-- ARGS: job ({sessionId, agentId}), token, todoId, result (absent: the worker gave none),
 --   completedEvent (the task:completed payload),
 --   takeNext (absent, or {maxAttempts}: also take the agent's next TODO in the same step, as
 --   assign_next.lua would — saving the runner a round trip per TODO — and when none is pending
@@ -8,7 +8,7 @@
 -- retried call; `next` is next_todo's answer, only with takeNext), {outcome='stale'} (the token
 -- is no longer the agent's: a late runner) or {outcome='mismatch'} (the TODO is not this
 -- agent's current one). Nothing is written unless the reply is 'recorded' now.
-local aid, tid = ARGS.agentId, ARGS.todoId
+local aid, tid = ARGS.job.agentId, ARGS.todoId
 local akey, tkey = agent_key(aid), todo_key(tid)
 local function recorded()
   if not ARGS.takeNext then return reply('recorded') end

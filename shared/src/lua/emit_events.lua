@@ -1,9 +1,9 @@
 -- emit_events.lua: records a batch of events relayed from a worker's stdout.
--- ARGS: agentId, token, batch (a number increasing for one token),
+-- ARGS: job ({sessionId, agentId}), token, batch (a number increasing for one token),
 --   events ([{name, payload}], in order)
 -- Replies {outcome='recorded'} (recorded, or a retried batch already recorded) or
 -- {outcome='stale'} (a late runner: dropped).
-local aid = ARGS.agentId
+local aid = ARGS.job.agentId
 if not holds(aid, ARGS.token) then return reply('stale') end
 local akey = agent_key(aid)
 if ARGS.batch <= (tonumber(redis.call('HGET', akey, 'ebatch')) or 0) then

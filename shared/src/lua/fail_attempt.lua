@@ -1,9 +1,9 @@
 -- fail_attempt.lua: one attempt at a TODO failed (worker crashed, timed out, said `fail`, …).
--- ARGS: agentId, token, todoId, error (why), maxAttempts
+-- ARGS: job ({sessionId, agentId}), token, todoId, error (why), maxAttempts
 -- Replies {outcome='retry', attempts}: back at the head of the pending list (task:retry emitted),
 --   {outcome='failed', attempts}: attempts exhausted, TODO failed (task:failed emitted),
 --   {outcome='stale'} or {outcome='mismatch'} as complete_todo.lua.
-local aid, tid = ARGS.agentId, ARGS.todoId
+local aid, tid = ARGS.job.agentId, ARGS.todoId
 local akey, tkey = agent_key(aid), todo_key(tid)
 if not holds(aid, ARGS.token) then return reply('stale') end
 local t = redis.call('HMGET', tkey, 'status', 'assignedTo', 'attempts')

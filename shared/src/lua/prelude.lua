@@ -5,7 +5,7 @@
 --   {"keys": {<name>: <index into KEYS>, ...}, "channels": {<name>: <pub/sub channel>, ...},
 --    "args": {<name>: <value>, ...}, "session": {...}}
 -- ("session" only for the session transitions: see session.lua). A script therefore reads its
--- keys, channels and arguments by name — K.ready, C.control, ARGS.agentId — as its header lists
+-- keys, channels and arguments by name — K.ready, C.control, ARGS.maxAttempts — as its header lists
 -- them, and the Rust type of the transition writes them under the same names. Absent optional
 -- arguments are absent (nil), never JSON null.
 -- Every script answers one JSON object tagged by "outcome", which the Rust side decodes into

@@ -2,11 +2,11 @@
 -- an in-flight TODO returns to the head of the pending list (task:retry emitted).
 -- Used by a draining runner (its own agents, by token, attempt not counted) and by the reaper
 -- (a dead runner's agents, by runner id, attempt counted: the TODO may be what killed it).
--- ARGS: agentId, holder ({token} or {runner}: who must hold the agent), countAttempt (boolean),
---   reason (why, stored as the TODO's error)
+-- ARGS: job ({sessionId, agentId}), holder ({token} or {runner}: who must hold the agent),
+--   countAttempt (boolean), reason (why, stored as the TODO's error)
 -- Replies {outcome='released'}, or {outcome='notHeld'} when the caller no longer holds the agent
 -- or it is terminated.
-local aid = ARGS.agentId
+local aid = ARGS.job.agentId
 local akey = agent_key(aid)
 local a = redis.call('HMGET', akey, 'token', 'runner', 'status', 'currentTaskId')
 if not a[3] or a[3] == 'terminated' then return reply('notHeld') end

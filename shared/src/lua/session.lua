@@ -124,7 +124,8 @@ local function next_todo(aid, max)
   if status ~= 'running' then return {outcome = 'ended', status = status or nil} end
   local current = redis.call('HGET', akey, 'currentTaskId')
   if current and current ~= '' then
-    local t = redis.call('HMGET', todo_key(current), 'status', 'assignedTo', 'description', 'attempts')
+    local t = redis.call('HMGET', todo_key(current),
+      'status', 'assignedTo', 'description', 'attempts')
     if t[1] == 'assigned' and t[2] == aid then
       return {outcome = 'assigned', todoId = current, description = t[3],
         attempts = tonumber(t[4]) or 0}

@@ -6,9 +6,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Lua, Transition, json_reply, lua};
+use super::{reply, transition};
 use crate::event::{AgentStreamReady, Event, TaskCompleted};
-use crate::ids::{AgentId, AgentJob, RunnerId, SessionId, TodoId};
+use crate::ids::{AgentJob, RunnerId, TodoId};
 use crate::model::SessionStatus;
 
 /// The fencing token of one holding of an agent (the agent hash's `token` counter).
@@ -22,26 +22,22 @@ impl fmt::Display for LeaseToken {
     }
 }
 
-/// The agent's next TODO, as `next_todo` in `lua/session.lua` answers.
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum AssignOutcome {
-    Assigned {
-        todo_id: TodoId,
-        description: String,
-        /// Failed attempts before this one.
-        attempts: u32,
-    },
-    /// Nothing was pending: the agent ended in the same step.
-    Done(AgentDone),
-    /// The token is no longer the agent's.
-    Stale,
-    /// The session is not running any more (`None`: it is gone).
-    Ended { status: Option<SessionStatus> },
+reply! {
+    /// The agent's next TODO, as `next_todo` in `lua/session.lua` answers.
+    pub enum AssignOutcome {
+        Assigned {
+            todo_id: TodoId,
+            description: String,
+            /// Failed attempts before this one.
+            attempts: u32,
+        },
+        /// Nothing was pending: the agent ended in the same step.
+        Done(AgentDone),
+        /// The token is no longer the agent's.
+        Stale,
+        /// The session is not running any more (`None`: it is gone).
+        Ended { status: Option<SessionStatus> },
+    }
 }
 
 /// How an agent with nothing left to do ended.
@@ -62,84 +58,38 @@ pub enum AgentDone {
 
 /// `start_agent.lua`: takes a claimed agent over (bumping its fencing token) and gets its next
 /// TODO, in one step.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StartAgent<'a> {
     pub job: AgentJob,
     pub runner: &'a RunnerId,
     pub max_attempts: u32,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum StartOutcome {
-    /// Ours now, with the token every later call carries and the agent's next TODO.
-    Started {
-        token: LeaseToken,
-        next: AssignOutcome,
-    },
-    /// The job is obsolete (session not running, agent terminated): drop it.
-    Gone { reason: String },
+reply! {
+    pub enum StartOutcome {
+        /// Ours now, with the token every later call carries and the agent's next TODO.
+        Started {
+            token: LeaseToken,
+            next: AssignOutcome,
+        },
+        /// The job is obsolete (session not running, agent terminated): drop it.
+        Gone { reason: String },
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StartArgs<'a> {
-    agent_id: AgentId,
-    runner_id: &'a RunnerId,
-    max_attempts: u32,
-}
-
-impl Transition for StartAgent<'_> {
-    type Reply = StartOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "start_agent.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        StartArgs {
-            agent_id: self.job.agent_id,
-            runner_id: self.runner,
-            max_attempts: self.max_attempts,
-        }
-    }
-}
+transition!(StartAgent<'_> => StartOutcome, session "start_agent.lua" in job.session_id);
 
 /// `assign_next.lua`: gives the agent its next TODO, or ends it when none is pending.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AssignNext<'a> {
     pub job: AgentJob,
     pub token: &'a LeaseToken,
     pub max_attempts: u32,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FencedArgs<'a> {
-    agent_id: AgentId,
-    token: &'a LeaseToken,
-    max_attempts: u32,
-}
-
-impl Transition for AssignNext<'_> {
-    type Reply = AssignOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "assign_next.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        FencedArgs {
-            agent_id: self.job.agent_id,
-            token: self.token,
-            max_attempts: self.max_attempts,
-        }
-    }
-}
+transition!(AssignNext<'_> => AssignOutcome, session "assign_next.lua" in job.session_id);
 
 /// What a completion does once recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,27 +110,25 @@ pub struct CompleteTodo<'a> {
     pub then: AfterCompletion,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum CompleteOutcome {
-    /// Recorded now, or by this holder before (a retried call); with
-    /// [`AfterCompletion::TakeNext`], the agent's next TODO.
-    Recorded { next: Option<AssignOutcome> },
-    /// This holder lost the agent: nothing was recorded.
-    Stale,
-    /// The TODO is not this agent's current one: nothing was recorded.
-    Mismatch,
+reply! {
+    pub enum CompleteOutcome {
+        /// Recorded now, or by this holder before (a retried call); with
+        /// [`AfterCompletion::TakeNext`], the agent's next TODO.
+        Recorded { next: Option<AssignOutcome> },
+        /// This holder lost the agent: nothing was recorded.
+        Stale,
+        /// The TODO is not this agent's current one: nothing was recorded.
+        Mismatch,
+    }
 }
 
+/// [`CompleteTodo`]'s arguments: its fields, the task:completed payload, and `takeNext` only
+/// when the next TODO is to be taken.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CompleteArgs<'a> {
-    agent_id: AgentId,
-    token: &'a LeaseToken,
+    #[serde(flatten)]
+    fenced: Fencing<'a>,
     todo_id: TodoId,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a str>,
@@ -195,35 +143,43 @@ struct TakeNext {
     max_attempts: u32,
 }
 
-impl Transition for CompleteTodo<'_> {
-    type Reply = CompleteOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "complete_todo.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        let completed = Event::TaskCompleted(TaskCompleted {
+/// Who writes: the agent (its job) and the holder's token.
+#[derive(Serialize)]
+struct Fencing<'a> {
+    job: AgentJob,
+    token: &'a LeaseToken,
+}
+
+transition!(CompleteTodo<'_> => CompleteOutcome, session "complete_todo.lua" in job.session_id);
+
+impl Serialize for CompleteTodo<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let completed = TaskCompleted {
             todo_id: self.todo_id,
             agent_id: self.job.agent_id,
             result: self.result.map(str::to_owned),
-        });
+        };
+        let take_next = match self.then {
+            AfterCompletion::TakeNext { max_attempts } => Some(TakeNext { max_attempts }),
+            AfterCompletion::Stop => None,
+        };
         CompleteArgs {
-            agent_id: self.job.agent_id,
-            token: self.token,
+            fenced: Fencing {
+                job: self.job,
+                token: self.token,
+            },
             todo_id: self.todo_id,
             result: self.result,
-            completed_event: completed.payload_json(),
-            take_next: match self.then {
-                AfterCompletion::TakeNext { max_attempts } => Some(TakeNext { max_attempts }),
-                AfterCompletion::Stop => None,
-            },
+            completed_event: Event::TaskCompleted(completed).payload_json(),
+            take_next,
         }
+        .serialize(s)
     }
 }
 
 /// `fail_attempt.lua`: one attempt at a TODO failed (worker crashed, timed out, said `fail`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FailAttempt<'a> {
     pub job: AgentJob,
     pub token: &'a LeaseToken,
@@ -232,51 +188,20 @@ pub struct FailAttempt<'a> {
     pub max_attempts: u32,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum AttemptOutcome {
-    /// Back to pending (task:retry); `attempts` failed so far.
-    Retry { attempts: u32 },
-    /// Attempts exhausted: the TODO failed (task:failed).
-    Failed { attempts: u32 },
-    /// This holder lost the agent: nothing was recorded.
-    Stale,
-    /// The TODO is not this agent's current one: nothing was recorded.
-    Mismatch,
+reply! {
+    pub enum AttemptOutcome {
+        /// Back to pending (task:retry); `attempts` failed so far.
+        Retry { attempts: u32 },
+        /// Attempts exhausted: the TODO failed (task:failed).
+        Failed { attempts: u32 },
+        /// This holder lost the agent: nothing was recorded.
+        Stale,
+        /// The TODO is not this agent's current one: nothing was recorded.
+        Mismatch,
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FailArgs<'a> {
-    agent_id: AgentId,
-    token: &'a LeaseToken,
-    todo_id: TodoId,
-    error: &'a str,
-    max_attempts: u32,
-}
-
-impl Transition for FailAttempt<'_> {
-    type Reply = AttemptOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "fail_attempt.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        FailArgs {
-            agent_id: self.job.agent_id,
-            token: self.token,
-            todo_id: self.todo_id,
-            error: self.error,
-            max_attempts: self.max_attempts,
-        }
-    }
-}
+transition!(FailAttempt<'_> => AttemptOutcome, session "fail_attempt.lua" in job.session_id);
 
 /// Who claims to hold an agent when releasing it.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -290,6 +215,8 @@ pub enum Holder<'a> {
 
 /// `release_agent.lua`: detaches the agent from its holder; its in-flight TODO goes back to
 /// pending. The caller then moves the job back to the ready list.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReleaseAgent<'a> {
     pub job: AgentJob,
     pub holder: Holder<'a>,
@@ -298,48 +225,19 @@ pub struct ReleaseAgent<'a> {
     pub reason: &'a str,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum ReleaseOutcome {
-    Released,
-    /// `holder` no longer holds the agent, or it is terminated: nothing changed.
-    NotHeld,
+reply! {
+    /// `Released`, or `NotHeld`: `holder` no longer holds the agent, or it is terminated, and
+    /// nothing changed.
+    pub enum ReleaseOutcome { Released, NotHeld }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReleaseArgs<'a> {
-    agent_id: AgentId,
-    holder: Holder<'a>,
-    count_attempt: bool,
-    reason: &'a str,
-}
+transition!(ReleaseAgent<'_> => ReleaseOutcome, session "release_agent.lua" in job.session_id);
 
-impl Transition for ReleaseAgent<'_> {
-    type Reply = ReleaseOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "release_agent.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        ReleaseArgs {
-            agent_id: self.job.agent_id,
-            holder: self.holder,
-            count_attempt: self.count_attempt,
-            reason: self.reason,
-        }
-    }
-}
-
-/// The answer of a fenced write that cannot mismatch.
-#[derive(Debug, PartialEq, Eq, Clone, Copy, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum Fenced {
-    Recorded,
-    /// This holder lost the agent: nothing was recorded.
-    Stale,
+reply! {
+    /// The answer of a fenced write that cannot mismatch: `Recorded`, or `Stale` when this
+    /// holder lost the agent (nothing was recorded).
+    #[derive(Clone, Copy)]
+    pub enum Fenced { Recorded, Stale }
 }
 
 /// `emit_events.lua`: records a batch of events relayed from the worker. `batch` increases per
@@ -352,10 +250,9 @@ pub struct EmitEvents<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct EmitArgs<'a> {
-    agent_id: AgentId,
-    token: &'a LeaseToken,
+    #[serde(flatten)]
+    fenced: Fencing<'a>,
     batch: u64,
     events: Vec<NamedPayload>,
 }
@@ -366,29 +263,23 @@ struct NamedPayload {
     payload: String,
 }
 
-impl Transition for EmitEvents<'_> {
-    type Reply = Fenced;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "emit_events.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        let events = self
-            .events
-            .iter()
-            .map(|e| NamedPayload {
-                name: e.name(),
-                payload: e.payload_json(),
-            })
-            .collect();
+transition!(EmitEvents<'_> => Fenced, session "emit_events.lua" in job.session_id);
+
+impl Serialize for EmitEvents<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let events = self.events.iter().map(|e| NamedPayload {
+            name: e.name(),
+            payload: e.payload_json(),
+        });
         EmitArgs {
-            agent_id: self.job.agent_id,
-            token: self.token,
+            fenced: Fencing {
+                job: self.job,
+                token: self.token,
+            },
             batch: self.batch,
-            events,
+            events: events.collect(),
         }
+        .serialize(s)
     }
 }
 
@@ -403,45 +294,34 @@ pub struct StreamReady<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StreamReadyArgs<'a> {
-    agent_id: AgentId,
-    token: &'a LeaseToken,
+    #[serde(flatten)]
+    fenced: Fencing<'a>,
     sandbox_id: &'a str,
     stream_url: &'a str,
     ready_event: String,
 }
 
-impl Transition for StreamReady<'_> {
-    type Reply = Fenced;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "stream_ready.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.job.session_id)
-    }
-    fn args(&self) -> impl Serialize {
-        let ready = Event::AgentStreamReady(AgentStreamReady {
+transition!(StreamReady<'_> => Fenced, session "stream_ready.lua" in job.session_id);
+
+impl Serialize for StreamReady<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ready = AgentStreamReady {
             agent_id: self.job.agent_id,
             sandbox_id: self.sandbox_id.to_owned(),
             stream_url: self.stream_url.to_owned(),
-        });
+        };
         StreamReadyArgs {
-            agent_id: self.job.agent_id,
-            token: self.token,
+            fenced: Fencing {
+                job: self.job,
+                token: self.token,
+            },
             sandbox_id: self.sandbox_id,
             stream_url: self.stream_url,
-            ready_event: ready.payload_json(),
+            ready_event: Event::AgentStreamReady(ready).payload_json(),
         }
+        .serialize(s)
     }
 }
-
-json_reply!(
-    StartOutcome,
-    AssignOutcome,
-    CompleteOutcome,
-    AttemptOutcome,
-    ReleaseOutcome,
-    Fenced
-);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 //! - KEYS: every key the script touches, so Redis (and a Cluster) sees them all;
 //! - ARGV\[1\]: one JSON object `{"keys": {name: index}, "channels": {name: channel},
 //!   "args": {...}, "session": {...}}`, so the script reads `K.ready`, `C.control` and
-//!   `ARGS.agentId`, never a position;
+//!   `ARGS.maxAttempts`, never a position;
 //! - the reply: one JSON object tagged by `outcome` (a few reads answer plain arrays), decoded by
 //!   the transition's `Reply` type through `FromRedisValue`.
 //!
@@ -44,8 +44,10 @@ pub use session::{
     InitOutcome, InitSession, Snapshot,
 };
 
-/// One Lua transition.
-pub trait Transition {
+/// One Lua transition. The value itself is the call's arguments: it serializes to what the
+/// script reads as `ARGS` (derived, with fields named as the script reads them, or written out
+/// where an argument is computed, such as an event payload).
+pub trait Transition: Serialize {
     /// What the script answers, decoded.
     type Reply: FromRedisValue;
 
@@ -66,9 +68,6 @@ pub trait Transition {
     fn channels(&self, _keys: &Keys) -> Vec<(&'static str, String)> {
         Vec::new()
     }
-
-    /// Its arguments, under the names its script reads them by (`ARGS.<name>`).
-    fn args(&self) -> impl Serialize;
 }
 
 /// A transition's script: `lua/prelude.lua`, for a session transition `lua/session.lua`, then
@@ -97,33 +96,64 @@ impl Lua {
 /// `lua!(session "x.lua")` or `lua!(global "x.lua")`: a `&'static Lua` for `src/lua/x.lua` with
 /// the preludes it needs.
 macro_rules! lua {
-    (session $file:literal) => {{
+    (session $file:literal) => {
+        $crate::transitions::lua!(@static $file, concat!(
+            include_str!("../lua/prelude.lua"),
+            include_str!("../lua/session.lua"),
+            include_str!(concat!("../lua/", $file))
+        ))
+    };
+    (global $file:literal) => {
+        $crate::transitions::lua!(@static $file, concat!(
+            include_str!("../lua/prelude.lua"),
+            include_str!(concat!("../lua/", $file))
+        ))
+    };
+    (@static $file:literal, $source:expr) => {{
         static LUA: $crate::transitions::Lua = $crate::transitions::Lua::new(
             $file,
-            std::sync::LazyLock::new(|| {
-                redis::Script::new(concat!(
-                    include_str!("../lua/prelude.lua"),
-                    include_str!("../lua/session.lua"),
-                    include_str!(concat!("../lua/", $file))
-                ))
-            }),
-        );
-        &LUA
-    }};
-    (global $file:literal) => {{
-        static LUA: $crate::transitions::Lua = $crate::transitions::Lua::new(
-            $file,
-            std::sync::LazyLock::new(|| {
-                redis::Script::new(concat!(
-                    include_str!("../lua/prelude.lua"),
-                    include_str!(concat!("../lua/", $file))
-                ))
-            }),
+            std::sync::LazyLock::new(|| redis::Script::new($source)),
         );
         &LUA
     }};
 }
 pub(crate) use lua;
+
+/// Implements [`Transition`] from the facts of one transition: its type and reply, its script —
+/// `session "<file>" in <path of its session id>`, or `global "<file>"` — and then, after a `;`,
+/// its other trait items (`keys`, `channels`).
+macro_rules! transition {
+    ($ty:ty => $reply:ty, session $file:literal in $($path:ident).+ $(; $($items:tt)*)?) => {
+        $crate::transitions::transition!(
+            @impl $ty, $reply, $crate::transitions::lua!(session $file), [$($path).+]
+            $($($items)*)?
+        );
+    };
+    ($ty:ty => $reply:ty, global $file:literal $(; $($items:tt)*)?) => {
+        $crate::transitions::transition!(
+            @impl $ty, $reply, $crate::transitions::lua!(global $file), [] $($($items)*)?
+        );
+    };
+    (@impl $ty:ty, $reply:ty, $lua:expr, [$($path:ident).*] $($items:tt)*) => {
+        impl $crate::transitions::Transition for $ty {
+            type Reply = $reply;
+            fn lua(&self) -> &'static $crate::transitions::Lua {
+                $lua
+            }
+            fn session(&self) -> Option<$crate::ids::SessionId> {
+                $crate::transitions::transition!(@session self $($path).*)
+            }
+            $($items)*
+        }
+    };
+    (@session $self:ident) => {
+        None
+    };
+    (@session $self:ident $($path:ident).+) => {
+        Some($self.$($path).+)
+    };
+}
+pub(crate) use transition;
 
 /// The keys every session transition gets, named as `lua/session.lua` reads them.
 pub fn session_keys(k: &SessionKeys) -> [(&'static str, String); 5] {
@@ -200,10 +230,18 @@ pub(crate) fn invocation<T: Transition>(
         keys: index,
         channels: all_channels(t, keys).into_iter().collect(),
         session,
-        args: t.args(),
+        args: t,
     };
     inv.arg(serde_json::to_string(&call)?);
     Ok(inv)
+}
+
+/// `serialize_with` for a duration the script takes in milliseconds.
+pub(crate) fn millis<S: serde::Serializer>(
+    d: &std::time::Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 /// Decodes a script's JSON reply (see the module doc).
@@ -216,6 +254,19 @@ pub(crate) fn decode_json<T: DeserializeOwned>(value: Value) -> Result<T, Parsin
         other => Err(format!("expected a JSON reply, got {other:?}").into()),
     }
 }
+
+/// Declares a script's reply: one JSON object tagged by `outcome`, its names in camelCase (as
+/// `reply` in `lua/prelude.lua` writes it), decoded by `FromRedisValue`.
+macro_rules! reply {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variants:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+        #[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
+        pub enum $name { $($variants)* }
+        $crate::transitions::json_reply!($name);
+    };
+}
+pub(crate) use reply;
 
 /// `FromRedisValue` for reply types the scripts send as one JSON object.
 macro_rules! json_reply {

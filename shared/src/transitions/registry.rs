@@ -1,65 +1,47 @@
 //! The runner registry and the queue: leases (Redis clock), and moving a dead runner's jobs
 //! back to the ready list. All global keys, under the `{<prefix>}` hash tag.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{Lua, Transition, json_reply, lua};
-use crate::ids::{RunnerId, SessionId};
+use super::{millis, reply, transition};
+use crate::ids::RunnerId;
 use crate::keys::Keys;
 use crate::store::RunnerInfo;
 
 /// `heartbeat.lua`: a runner renews its lease and republishes its info.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Heartbeat<'a> {
+    #[serde(rename = "runnerId")]
     pub runner: &'a RunnerId,
+    #[serde(rename = "leaseMs", serialize_with = "millis")]
     pub lease: Duration,
+    #[serde(serialize_with = "info_fields")]
     pub info: &'a RunnerInfo,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum HeartbeatOutcome {
-    Renewed,
-    /// The runner was (re-)added: its first beat — or it had been reaped as dead, its agents
-    /// handed to others, and it must drop them.
-    Added,
+/// The info as the hash's fields (all strings: a Lua number or boolean is no hash value).
+fn info_fields<S: serde::Serializer>(info: &&RunnerInfo, s: S) -> Result<S::Ok, S::Error> {
+    info.fields().serialize(s)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HeartbeatArgs<'a> {
-    runner_id: &'a RunnerId,
-    lease_ms: u64,
-    info: BTreeMap<&'static str, String>,
+reply! {
+    /// `Renewed`, or `Added`: the runner was (re-)added — its first beat, or it had been reaped
+    /// as dead, its agents handed to others, and it must drop them.
+    pub enum HeartbeatOutcome { Renewed, Added }
 }
 
-impl Transition for Heartbeat<'_> {
-    type Reply = HeartbeatOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(global "heartbeat.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        None
-    }
+transition!(Heartbeat<'_> => HeartbeatOutcome, global "heartbeat.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![
-            ("runners", keys.runners_zset()),
-            ("info", keys.runner_info_hash(self.runner)),
-        ]
+        vec![("runners", keys.runners_zset()), ("info", keys.runner_info_hash(self.runner))]
     }
-    fn args(&self) -> impl Serialize {
-        HeartbeatArgs {
-            runner_id: self.runner,
-            lease_ms: self.lease.as_millis() as u64,
-            info: self.info.fields(),
-        }
-    }
-}
+);
 
 /// `dead_runners.lua`: runners whose lease expired, at most `limit`.
+#[derive(Serialize)]
 pub struct DeadRunners {
     pub limit: usize,
 }
@@ -80,106 +62,50 @@ impl FromRedisValue for DeadRunnerIds {
     }
 }
 
-#[derive(Serialize)]
-struct DeadRunnersArgs {
-    limit: usize,
-}
-
-impl Transition for DeadRunners {
-    type Reply = DeadRunnerIds;
-    fn lua(&self) -> &'static Lua {
-        lua!(global "dead_runners.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        None
-    }
+transition!(DeadRunners => DeadRunnerIds, global "dead_runners.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![("runners", keys.runners_zset())]
     }
-    fn args(&self) -> impl Serialize {
-        DeadRunnersArgs { limit: self.limit }
-    }
-}
+);
 
 /// `requeue_job.lua`: moves one job from `runner`'s claimed list back to the ready list, at
 /// the end that is claimed next.
+#[derive(Serialize)]
 pub struct RequeueJob<'a> {
+    #[serde(skip)]
     pub runner: &'a RunnerId,
     pub job: &'a str,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum RequeueOutcome {
-    Moved,
-    /// It was not in the claimed list (someone else moved it): nothing changed.
-    NotThere,
+reply! {
+    /// `Moved`, or `NotThere`: it was not in the claimed list (someone else moved it) and
+    /// nothing changed.
+    pub enum RequeueOutcome { Moved, NotThere }
 }
 
-#[derive(Serialize)]
-struct RequeueArgs<'a> {
-    job: &'a str,
-}
-
-impl Transition for RequeueJob<'_> {
-    type Reply = RequeueOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(global "requeue_job.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        None
-    }
+transition!(RequeueJob<'_> => RequeueOutcome, global "requeue_job.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![
-            ("claimed", keys.runner_claimed_list(self.runner)),
-            ("ready", keys.ready_list()),
-        ]
+        vec![("claimed", keys.runner_claimed_list(self.runner)), ("ready", keys.ready_list())]
     }
-    fn args(&self) -> impl Serialize {
-        RequeueArgs { job: self.job }
-    }
-}
+);
 
 /// `forget_runner.lua`: removes a reaped runner whose claimed list is empty, unless it came
 /// back meanwhile.
+#[derive(Serialize)]
 pub struct ForgetRunner<'a> {
+    #[serde(rename = "runnerId")]
     pub runner: &'a RunnerId,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum ForgetOutcome {
-    Forgotten,
-    /// Jobs are left in its claimed list, or its lease is current again.
-    Kept,
+reply! {
+    /// `Forgotten`, or `Kept`: jobs are left in its claimed list, or its lease is current again.
+    pub enum ForgetOutcome { Forgotten, Kept }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ForgetArgs<'a> {
-    runner_id: &'a RunnerId,
-}
-
-impl Transition for ForgetRunner<'_> {
-    type Reply = ForgetOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(global "forget_runner.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        None
-    }
+transition!(ForgetRunner<'_> => ForgetOutcome, global "forget_runner.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![
-            ("runners", keys.runners_zset()),
-            ("claimed", keys.runner_claimed_list(self.runner)),
-            ("info", keys.runner_info_hash(self.runner)),
-        ]
+        let runner = self.runner;
+        let (claimed, info) = (keys.runner_claimed_list(runner), keys.runner_info_hash(runner));
+        vec![("runners", keys.runners_zset()), ("claimed", claimed), ("info", info)]
     }
-    fn args(&self) -> impl Serialize {
-        ForgetArgs {
-            runner_id: self.runner,
-        }
-    }
-}
-
-json_reply!(HeartbeatOutcome, RequeueOutcome, ForgetOutcome);
+);

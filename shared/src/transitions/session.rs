@@ -3,16 +3,19 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{Lua, Transition, json_reply, lua};
+use super::{millis, reply, transition};
 use crate::event::Event;
 use crate::ids::{AgentId, AgentJob, SessionId, TodoId};
 use crate::keys::Keys;
 use crate::model::{Session, SessionStatus, Todo};
 
 /// `init_session.lua`: records a new session as `decomposing`, before the planner is asked.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InitSession<'a> {
+    #[serde(rename = "sessionId")]
     pub id: SessionId,
     pub prompt: &'a str,
     pub agent_count: u32,
@@ -21,53 +24,20 @@ pub struct InitSession<'a> {
     /// When a live coordinator fails the session if it is still decomposing (ms).
     pub deadline: u64,
     /// How long the session's keys live once it has finished (zero: forever).
+    #[serde(rename = "retentionMs", serialize_with = "millis")]
     pub retention: Duration,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum InitOutcome {
-    Created,
-    /// A session with this id exists: nothing was written.
-    IdTaken,
+reply! {
+    /// `Created`, or `IdTaken`: a session with this id exists and nothing was written.
+    pub enum InitOutcome { Created, IdTaken }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InitArgs<'a> {
-    session_id: SessionId,
-    prompt: &'a str,
-    agent_count: u32,
-    created_at: u64,
-    deadline: u64,
-    retention_ms: u64,
-}
-
-impl Transition for InitSession<'_> {
-    type Reply = InitOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "init_session.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.id)
-    }
+transition!(InitSession<'_> => InitOutcome, session "init_session.lua" in id;
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![
-            ("sessions", keys.sessions_index()),
-            ("decomposing", keys.decomposing_zset()),
-        ]
+        vec![("sessions", keys.sessions_index()), ("decomposing", keys.decomposing_zset())]
     }
-    fn args(&self) -> impl Serialize {
-        InitArgs {
-            session_id: self.id,
-            prompt: self.prompt,
-            agent_count: self.agent_count,
-            created_at: self.created_at,
-            deadline: self.deadline,
-            retention_ms: self.retention.as_millis() as u64,
-        }
-    }
-}
+);
 
 /// `create_session.lua`: the decomposition written in one step — TODOs, agents, their jobs on
 /// the ready list and the task:created events — if the session is still `decomposing`.
@@ -77,19 +47,15 @@ pub struct CreateSession<'a> {
     pub agents: &'a [AgentId],
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum CreateOutcome {
-    Created,
-    /// The session left `decomposing` meanwhile (cancelled, or failed by the watchdog; `None`:
-    /// it is gone): nothing was written.
-    NotDecomposing {
-        status: Option<SessionStatus>,
-    },
+reply! {
+    pub enum CreateOutcome {
+        Created,
+        /// The session left `decomposing` meanwhile (cancelled, or failed by the watchdog; `None`:
+        /// it is gone): nothing was written.
+        NotDecomposing {
+            status: Option<SessionStatus>,
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -113,87 +79,56 @@ struct NewAgent {
     job: String,
 }
 
-impl Transition for CreateSession<'_> {
-    type Reply = CreateOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "create_session.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.id)
-    }
+transition!(CreateSession<'_> => CreateOutcome, session "create_session.lua" in id;
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![
-            ("ready", keys.ready_list()),
-            ("decomposing", keys.decomposing_zset()),
-        ]
+        vec![("ready", keys.ready_list()), ("decomposing", keys.decomposing_zset())]
     }
-    fn args(&self) -> impl Serialize {
-        let todos = self
-            .todos
-            .iter()
-            .map(|todo| NewTodo {
-                id: todo.id,
-                description: &todo.description,
-                created_event: Event::TaskCreated(todo.clone()).payload_json(),
-            })
-            .collect();
-        let agents = self
-            .agents
-            .iter()
-            .map(|&agent_id| NewAgent {
-                id: agent_id,
-                job: AgentJob {
-                    session_id: self.id,
-                    agent_id,
-                }
-                .to_string(),
-            })
-            .collect();
-        CreateArgs { todos, agents }
+);
+
+impl Serialize for CreateSession<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let todos = self.todos.iter().map(|todo| NewTodo {
+            id: todo.id,
+            description: &todo.description,
+            created_event: Event::TaskCreated(todo.clone()).payload_json(),
+        });
+        let agents = self.agents.iter().map(|&agent_id| NewAgent {
+            id: agent_id,
+            job: AgentJob {
+                session_id: self.id,
+                agent_id,
+            }
+            .to_string(),
+        });
+        let args = CreateArgs {
+            todos: todos.collect(),
+            agents: agents.collect(),
+        };
+        args.serialize(s)
     }
 }
 
 /// `fail_session.lua`: fails a session that cannot run, if it still has status `only_if`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FailSession<'a> {
+    #[serde(skip)]
     pub id: SessionId,
     pub error: &'a str,
     pub only_if: SessionStatus,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum FailOutcome {
-    /// This call failed the session (session:complete emitted).
-    Failed,
-    /// It was not in the required status: nothing changed.
-    Unchanged,
+reply! {
+    /// `Failed`: this call failed the session (session:complete emitted); or `Unchanged`: it was
+    /// not in the required status.
+    pub enum FailOutcome { Failed, Unchanged }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FailArgs<'a> {
-    error: &'a str,
-    only_if: SessionStatus,
-}
-
-impl Transition for FailSession<'_> {
-    type Reply = FailOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "fail_session.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.id)
-    }
+transition!(FailSession<'_> => FailOutcome, session "fail_session.lua" in id;
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![("decomposing", keys.decomposing_zset())]
     }
-    fn args(&self) -> impl Serialize {
-        FailArgs {
-            error: self.error,
-            only_if: self.only_if,
-        }
-    }
-}
+);
 
 /// `cancel_session.lua`: cancels a decomposing or running session and tells the runners to
 /// kill its workers.
@@ -201,19 +136,15 @@ pub struct CancelSession {
     pub id: SessionId,
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum CancelOutcome {
-    Cancelled,
-    /// Already finished (`completed`, `failed`, `cancelled`): nothing changed.
-    Finished {
-        status: SessionStatus,
-    },
-    NotFound,
+reply! {
+    pub enum CancelOutcome {
+        Cancelled,
+        /// Already finished (`completed`, `failed`, `cancelled`): nothing changed.
+        Finished {
+            status: SessionStatus,
+        },
+        NotFound,
+    }
 }
 
 #[derive(Serialize)]
@@ -223,44 +154,28 @@ struct CancelArgs {
     control_message: String,
 }
 
-impl Transition for CancelSession {
-    type Reply = CancelOutcome;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "cancel_session.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.id)
-    }
+transition!(CancelSession => CancelOutcome, session "cancel_session.lua" in id;
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![("decomposing", keys.decomposing_zset())]
     }
     fn channels(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![("control", keys.control_channel())]
     }
-    fn args(&self) -> impl Serialize {
-        CancelArgs {
-            control_message: format!("cancel {}", self.id),
-        }
+);
+
+impl Serialize for CancelSession {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let control_message = format!("cancel {}", self.id);
+        CancelArgs { control_message }.serialize(s)
     }
 }
 
 /// `snapshot.lua`: the whole session in one read, so its `lastSeq` matches its todos and
 /// agents. `None` for an unknown session.
+#[derive(Serialize)]
 pub struct Snapshot {
+    #[serde(skip)]
     pub id: SessionId,
 }
 
-impl Transition for Snapshot {
-    type Reply = Option<Session>;
-    fn lua(&self) -> &'static Lua {
-        lua!(session "snapshot.lua")
-    }
-    fn session(&self) -> Option<SessionId> {
-        Some(self.id)
-    }
-    fn args(&self) -> impl Serialize {
-        serde_json::Map::new()
-    }
-}
-
-json_reply!(InitOutcome, CreateOutcome, FailOutcome, CancelOutcome);
+transition!(Snapshot => Option<Session>, session "snapshot.lua" in id);
