@@ -104,6 +104,36 @@ pub struct Config {
     /// index drops them as they go.
     #[arg(long, env = "SWARMQ_RETENTION_SECS", default_value_t = 604_800)]
     pub retention_secs: u64,
+
+    /// Socket.IO: packets that may wait to be written to one connection. A connection that lets
+    /// its queue fill (a client that stopped reading) is evicted: sent `connection:evicted`,
+    /// then closed, so it reconnects and resumes with `since`. Other clients never wait for it.
+    #[arg(long, env = "SWARMQ_SOCKET_QUEUE", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub socket_queue: u32,
+
+    /// Socket.IO: live events parked for a client while it still receives the replay of its
+    /// join; beyond this it is evicted (as above).
+    #[arg(long, env = "SWARMQ_SOCKET_BACKLOG", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub socket_backlog: u32,
+
+    /// Socket.IO: seconds a client receiving its replay may read nothing before it is evicted.
+    #[arg(long, env = "SWARMQ_SOCKET_STALL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub socket_stall_secs: u64,
+
+    /// Socket.IO: largest message a client may send, in bytes (a websocket message or a polling
+    /// request body); clients only send small joins. Larger ones close the connection.
+    #[arg(long, env = "SWARMQ_SOCKET_MAX_MESSAGE_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub socket_max_message_bytes: u32,
+
+    /// Socket.IO: seconds from the connection's handshake to its namespace CONNECT (where the
+    /// token is checked); a connection that does not get there in time is closed.
+    #[arg(long, env = "SWARMQ_SOCKET_CONNECT_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub socket_connect_timeout_secs: u64,
 }
 
 impl Config {
@@ -117,5 +147,15 @@ impl Config {
 
     pub fn decompose_timeout(&self) -> Duration {
         Duration::from_secs(self.decompose_timeout_secs)
+    }
+
+    pub fn socket_limits(&self) -> crate::realtime::Limits {
+        crate::realtime::Limits {
+            queue: self.socket_queue as usize,
+            backlog: self.socket_backlog as usize,
+            stall: Duration::from_secs(self.socket_stall_secs),
+            max_message: self.socket_max_message_bytes as usize,
+            connect_timeout: Duration::from_secs(self.socket_connect_timeout_secs),
+        }
     }
 }

@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::future::IntoFuture;
 
 use anyhow::Context;
-use socketioxide::SocketIo;
 use swarmq_shared::telemetry::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +38,7 @@ pub use config::Config;
 
 use crate::config::PlannerKind;
 use crate::planner::{AnthropicPlanner, Limits, Planner};
-use crate::realtime::Relay;
+use crate::realtime::{Relay, Server as SocketServer};
 use crate::sessions::{SessionLimits, SessionService};
 use crate::state::AppState;
 use crate::token::Token;
@@ -50,7 +49,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    io: SocketIo,
+    sockets: SocketServer,
     state: AppState,
     background: CancellationToken,
 }
@@ -79,17 +78,15 @@ impl Application {
                 "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
             );
         }
-        let (layer, io) = SocketIo::builder()
-            .max_buffer_size(8192)
-            .max_payload(4 * 1024 * 1024)
-            .build_layer();
         let background = CancellationToken::new();
-        let relay = Relay::start(io.clone(), store.clone(), background.child_token());
+        let socket_limits = config.socket_limits();
+        let relay = Relay::start(store.clone(), socket_limits, background.child_token());
         let tokens = http::Tokens {
             api: Token::from_setting(config.api_token.as_deref()),
             metrics: Token::from_setting(config.metrics_token.as_deref()),
         };
-        realtime::attach(&io, relay.clone(), tokens.api.clone());
+        let (socket_layer, sockets) =
+            realtime::layer(relay.clone(), tokens.api.clone(), socket_limits);
         let limits = SessionLimits {
             max_agents: config.max_agents,
             max_prompt_chars: config.max_prompt_chars as usize,
@@ -109,7 +106,7 @@ impl Application {
             metrics: swarmq_shared::metrics::install(),
         };
         let router = http::router(state.clone(), tokens)
-            .layer(layer)
+            .layer(socket_layer)
             .layer(cors(&config.cors_origins)?);
         let listener = TcpListener::bind((config.host, config.port))
             .await
@@ -124,7 +121,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            io,
+            sockets,
             state,
             background,
         })
@@ -151,12 +148,12 @@ impl Application {
             self.state.store.clone(),
             background.child_token(),
         ));
-        let io = self.io.clone();
+        let sockets = self.sockets.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             stop.cancelled().await;
             // Open websockets would otherwise hold the graceful shutdown forever.
-            io.close().await;
+            sockets.close_all();
         });
         let service = self
             .router

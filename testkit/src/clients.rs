@@ -11,6 +11,8 @@ use serde_json::Value;
 pub struct Watcher {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
+    /// Reads the client's stdout until EOF.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// python-socketio's threaded client runs each event handler in its own thread, so it may
     /// print events out of order; its events are put back in `seq` order (which is what `seq`
     /// is for). The npm client delivers in order and is checked as it printed.
@@ -53,7 +55,7 @@ impl Watcher {
         let stdout = child.stdout.take().expect("stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     sink.lock().expect("lines").push(v);
@@ -63,6 +65,7 @@ impl Watcher {
         Self {
             child,
             lines,
+            reader: Some(reader),
             reorders,
         }
     }
@@ -111,9 +114,11 @@ impl Watcher {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Every line the client printed is read once its stdout reaches EOF.
+                if let Some(reader) = self.reader.take() {
+                    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+                }
                 assert!(status.success(), "client failed: {:?}", self.lines());
-                // Let the reader thread drain the pipe.
-                tokio::time::sleep(Duration::from_millis(50)).await;
                 return self.events();
             }
             if Instant::now() > deadline {

@@ -70,10 +70,20 @@ impl Cluster {
     /// Redis, one coordinator (local planner) and `runners` runner processes running
     /// `worker_cmd`, each with `runner_env` (FIXTURE_DIR is passed to workers).
     pub async fn start(runners: usize, worker_cmd: &str, runner_env: &[(&str, &str)]) -> Self {
+        Self::start_with(runners, worker_cmd, runner_env, &[]).await
+    }
+
+    /// `start`, with extra coordinator settings (`--flag value` pairs).
+    pub async fn start_with(
+        runners: usize,
+        worker_cmd: &str,
+        runner_env: &[(&str, &str)],
+        coordinator_args: &[&str],
+    ) -> Self {
         let redis = RedisServer::start();
-        let coordinator =
-            InProcCoordinator::start(&redis.url(), &["--planner", "local", "--max-agents", "8"])
-                .await;
+        let mut args = vec!["--planner", "local", "--max-agents", "8"];
+        args.extend_from_slice(coordinator_args);
+        let coordinator = InProcCoordinator::start(&redis.url(), &args).await;
         let fixture_dir = tempfile::tempdir().expect("fixture dir");
         let mut env: Vec<(String, String)> = vec![
             (

@@ -174,7 +174,17 @@ pub fn check_client_saw_all(r: &Recorded, received: &[(String, Value)]) {
         .map(|(_, d)| d["seq"].as_u64().expect("payload carries seq"))
         .collect();
     let expected: Vec<u64> = r.events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, expected, "client events vs recorded events");
+    if let Some(i) = (0..seqs.len().max(expected.len())).find(|&i| seqs.get(i) != expected.get(i)) {
+        let around = |v: &[u64]| v[i.saturating_sub(3)..(i + 3).min(v.len())].to_vec();
+        panic!(
+            "client events vs recorded events: {} received, {} recorded; first difference at \
+             index {i}: received {:?}…, recorded {:?}…",
+            seqs.len(),
+            expected.len(),
+            around(&seqs),
+            around(&expected)
+        );
+    }
     for ((name, _), e) in received.iter().zip(&r.events) {
         assert_eq!(name, e.event.name());
     }

@@ -4,7 +4,8 @@
 //!   restart keeps the data), killed on drop; `restart()` for fault tests.
 //! - [`FakeAnthropic`]: a local Messages API that answers like the real one, from a script.
 //! - [`CoordinatorProcess`] / [`RunnerProcess`]: the built binaries as separate processes.
-//! - [`Watcher`]: the official npm `socket.io-client` or `python-socketio` watching a session.
+//! - [`Watcher`]: the official npm `socket.io-client` or `python-socketio` watching a session;
+//!   [`StalledClient`]: a raw Socket.IO client that joins and then stops reading.
 //! - [`invariants`]: what must hold of a finished session's recorded state and events.
 
 pub mod anthropic;
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod procs;
 pub mod redis;
+pub mod stalled;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, RunnerProcess};
 pub use redis::RedisServer;
+pub use stalled::StalledClient;
 
 /// The repository root (where `workers/` and `tests/clients` live).
 pub fn repo_root() -> PathBuf {

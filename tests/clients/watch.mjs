@@ -1,10 +1,12 @@
 // A session watcher built on the official socket.io-client, for the test suite.
 //
 //   node watch.mjs URL SESSION_ID [--since N] [--plain] [--timeout SECS] [--transport websocket|polling]
-//                  [--rooms N] [--garbage] [--token T]
+//                  [--rooms N] [--garbage] [--token T] [--slow MS]
 //
 // Prints one JSON object per line on stdout: {"type":"connect"}, {"type":"ack", ...},
-// {"type":"event","event":NAME,"data":PAYLOAD}, {"type":"disconnect","reason":...}.
+// {"type":"event","event":NAME,"data":PAYLOAD}, {"type":"disconnect","reason":...},
+// {"type":"evicted", ...} when the server dropped it for not keeping up.
+// --slow MS blocks the client for MS ms after every event (a reader slower than the session).
 // Joins with {sessionId, since} (or the plain id with --plain). On reconnect it re-joins with the
 // last seq it saw, so it never misses an event. Exits 0 after session:complete, 1 on timeout.
 import { io } from "socket.io-client";
@@ -30,8 +32,11 @@ const EVENTS = [
   "task:created", "task:assigned", "task:completed", "agent:thinking", "agent:reasoning",
   "agent:terminated", "session:complete", "agent:stream_ready", "task:failed", "task:retry",
 ];
+const slow = Number(opt("--slow", "0"));
+const pause = new Int32Array(new SharedArrayBuffer(4));
 for (const event of EVENTS) {
   socket.on(event, (data) => {
+    if (slow > 0) Atomics.wait(pause, 0, 0, slow);
     if (typeof data?.seq === "number") lastSeq = Math.max(lastSeq, data.seq);
     out({ type: "event", event, data });
     if (event === "session:complete") {
@@ -59,6 +64,7 @@ socket.on("connect", () => {
     socket.emit("session:join", { sessionId, since: lastSeq }, (ack) => out({ type: "ack", ack }));
   }
 });
+socket.on("connection:evicted", (notice) => out({ type: "evicted", ...notice, lastSeq }));
 socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
 socket.on("connect_error", (err) => out({ type: "connect_error", message: err.message }));
 setTimeout(() => { out({ type: "timeout" }); process.exit(1); }, timeout);

@@ -1,164 +1,87 @@
-//! Socket.IO, default namespace: `session:join` / `session:leave` as in the original plan.
+//! Socket.IO: the default namespace at `/socket.io`, `session:join` / `session:leave` as in the
+//! original plan, each session's events relayed to the clients watching it.
 //!
 //! `session:join` takes the session id string (live events from now on, as the plan had it), or
 //! `{sessionId, since}`: the ack then carries the session snapshot and `lastSeq`, and every event
-//! with `seq > since` is replayed before live ones. Bad payloads get an ack `{error}` (when an
-//! ack was asked for) and are otherwise ignored; a client can never take the server down.
+//! with `seq > since` is replayed before live ones. Bad payloads get an ack `{ok: false, error}`
+//! (when an ack was asked for); a client can never take the server down or slow anyone else.
+//!
+//! # Layout
+//! - [`protocol`]: the Socket.IO v5 packets (parse what clients send, encode what we send).
+//! - [`server`]: each connection's lifecycle on Engine.IO: namespace CONNECT and the token, the
+//!   two events, timeouts, counting client errors.
+//! - [`relay`]: which connection watches which session; join, leave, disconnect, evict.
+//! - [`room`]: one task per watched session, the only sender of its events, in `seq` order.
+//! - [`member`]: one connection in one room: the non-blocking delivery, the join (ack, replay,
+//!   catch-up) and the eviction of a connection that cannot keep up.
+//! - [`pubsub`]: the one pub/sub connection per coordinator, reconnecting and repairing gaps.
+//!
+//! Socket.IO is spoken here directly on engineioxide (the Engine.IO layer socketioxide itself
+//! uses) because the relay needs what socketioxide's API does not give: one encoding of an event
+//! shared by every socket of a room, a per-socket answer to "was your queue full", and closing a
+//! connection whose queue is full. See `docs/realtime.md` for the delivery policy.
 
+mod member;
+mod protocol;
+mod pubsub;
 mod relay;
+mod room;
+mod server;
 
-use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
-use socketioxide::handler::ConnectHandler;
-use swarmq_shared::SessionId;
+use std::sync::Arc;
+use std::time::Duration;
 
+use engineioxide::config::EngineIoConfig;
+use engineioxide::layer::EngineIoLayer;
+
+pub use member::Conn;
 pub use relay::{MAX_ROOMS_PER_SOCKET, Relay, room_name};
+pub use server::Server;
 
-use crate::http::Token;
+/// An Engine.IO connection carrying swarmq's per-connection state.
+pub type EioSocket = engineioxide::Socket<Conn>;
 
-pub fn attach(io: &SocketIo, relay: Relay, token: Option<Token>) {
-    let handler = move |socket: SocketRef| {
-        let relay = relay.clone();
-        async move { on_connect(socket, relay) }
-    };
-    // With SWARMQ_API_TOKEN set, a connection must carry `auth: {token}`; otherwise the client
-    // gets a connect_error naming the problem.
-    let check = move |TryData(auth): TryData<Value>| {
-        let token = token.clone();
-        async move {
-            let Some(token) = token else { return Ok(()) };
-            let presented = auth
-                .ok()
-                .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
-            match presented {
-                Some(p) if token.matches(&p) => Ok(()),
-                Some(_) => Err(AuthError("invalid token")),
-                None => Err(AuthError("missing token: connect with auth: {token}")),
-            }
-        }
-    };
-    io.ns("/", handler.with(check));
+/// Where the Socket.IO endpoint is served (the Socket.IO default).
+pub const PATH: &str = "/socket.io";
+
+/// Bounds of what one connection may hold on this coordinator.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Packets waiting to be written to one connection; a connection that lets it fill is
+    /// evicted (told why, then closed: it reconnects and resumes with `since`).
+    pub queue: usize,
+    /// Live events parked for a member while it still receives its replay.
+    pub backlog: usize,
+    /// How long a member receiving its replay may read nothing before it is evicted.
+    pub stall: Duration,
+    /// Largest message a client may send (websocket message or polling request body).
+    pub max_message: usize,
+    /// Time from the Engine.IO handshake to the namespace CONNECT.
+    pub connect_timeout: Duration,
 }
 
-#[derive(Debug)]
-struct AuthError(&'static str);
+/// Bytes read from a websocket at a time. Clients only send small joins, so a small buffer keeps
+/// an idle connection cheap (it is allocated per connection for its whole life).
+const WS_READ_BUFFER: usize = 1024;
 
-impl std::fmt::Display for AuthError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-fn on_connect(socket: SocketRef, relay: Relay) {
-    tracing::debug!(socket = %socket.id, "socket connected");
-    metrics::gauge!("swarmq_socket_connections").increment(1.0);
-    let r = relay.clone();
-    socket.on(
-        "session:join",
-        move |socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
-            let relay = r.clone();
-            async move {
-                let request = payload
-                    .map_err(|_| "payload is not JSON".to_owned())
-                    .and_then(|p| JoinPayload::parse(&p));
-                match request {
-                    // The relay answers the ack itself, in order with the replay.
-                    Ok(req) => relay.join(socket, req.session, req.since, ack).await,
-                    Err(error) => {
-                        tracing::debug!(socket = %socket.id, error, "join refused");
-                        let _ = ack.send(&json!({ "ok": false, "error": error }));
-                    }
-                }
-            }
-        },
-    );
-    let r = relay.clone();
-    socket.on(
-        "session:leave",
-        move |socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
-            let relay = r.clone();
-            async move {
-                match payload.ok().as_ref().map(JoinPayload::parse) {
-                    Some(Ok(req)) => {
-                        relay.leave(&socket, req.session);
-                        let _ = ack.send(&json!({ "ok": true }));
-                    }
-                    Some(Err(error)) => {
-                        let _ = ack.send(&json!({ "ok": false, "error": error }));
-                    }
-                    None => {
-                        let _ = ack.send(&json!({ "ok": false, "error": "payload is not JSON" }));
-                    }
-                }
-            }
-        },
-    );
-    socket.on_disconnect(move |socket: SocketRef| {
-        let relay = relay.clone();
-        async move {
-            metrics::gauge!("swarmq_socket_connections").decrement(1.0);
-            relay.disconnected(socket.id)
-        }
-    });
-}
-
-#[derive(Debug, PartialEq)]
-struct JoinPayload {
-    session: SessionId,
-    since: Option<u64>,
-}
-
-impl JoinPayload {
-    fn parse(value: &Value) -> Result<Self, String> {
-        let (id, since) = match value {
-            Value::String(id) => (id.as_str(), None),
-            Value::Object(o) => {
-                let id = o
-                    .get("sessionId")
-                    .and_then(Value::as_str)
-                    .ok_or("sessionId (a string) is required")?;
-                let since = match o.get("since") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => Some(v.as_u64().ok_or("since must be a non-negative integer")?),
-                };
-                (id, since)
-            }
-            _ => return Err("expected a session id string or {sessionId, since}".into()),
-        };
-        let session = SessionId::parse(id).map_err(|e| e.to_string())?;
-        Ok(Self { session, since })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_join_forms_parse() {
-        let id = SessionId::new();
-        assert_eq!(
-            JoinPayload::parse(&json!(id.to_string())),
-            Ok(JoinPayload {
-                session: id,
-                since: None
-            })
-        );
-        assert_eq!(
-            JoinPayload::parse(&json!({"sessionId": id.to_string(), "since": 4})),
-            Ok(JoinPayload {
-                session: id,
-                since: Some(4)
-            })
-        );
-        for bad in [
-            json!(5),
-            json!({"since": 1}),
-            json!({"sessionId": id.to_string(), "since": -1}),
-            json!("nope"),
-        ] {
-            assert!(JoinPayload::parse(&bad).is_err(), "{bad}");
-        }
-    }
+/// The Engine.IO layer serving Socket.IO at [`PATH`], and its handler (to close every
+/// connection at shutdown).
+pub fn layer(
+    relay: Relay,
+    token: Option<crate::http::Token>,
+    limits: Limits,
+) -> (EngineIoLayer<Server>, Server) {
+    let server = Server::new(relay, token, limits);
+    let config = EngineIoConfig::builder()
+        .req_path(PATH)
+        .max_buffer_size(limits.queue)
+        .max_payload(limits.max_message as u64)
+        .ws_max_message_size(limits.max_message)
+        .ws_max_frame_size(limits.max_message)
+        .ws_read_buffer_size(WS_READ_BUFFER)
+        .build();
+    (
+        EngineIoLayer::from_config(Arc::new(server.clone()), config),
+        server,
+    )
 }

@@ -27,10 +27,11 @@ use swarmq_shared::{Keys, SessionId, Store};
 use swarmq_testkit::invariants::{Recorded, check_client_saw_all, check_finished, recorded};
 use swarmq_testkit::redis::free_port;
 use swarmq_testkit::{
-    CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, Watcher, fixture_worker,
+    CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, StalledClient, Watcher,
+    fixture_worker,
 };
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "runner-sigkill",
     "runner-sigstop",
     "runner-sigterm",
@@ -38,6 +39,7 @@ const SCENARIOS: [&str; 7] = [
     "redis-restart",
     "bad-workers",
     "runner-churn",
+    "slow-viewers",
 ];
 
 #[derive(Parser)]
@@ -68,6 +70,8 @@ struct Figures {
     events_lost: u32,
     stale_rejected: u32,
     stood_down: u32,
+    /// Stalled clients told `connection:evicted` (slow-viewers).
+    evicted: u32,
     worst_recovery: Duration,
     violations: Vec<String>,
 }
@@ -250,6 +254,10 @@ async fn run_once(
             )
             .await
         }
+        "slow-viewers" => {
+            slow_llm = None;
+            slow_viewers_env().await
+        }
         _ => {
             slow_llm = None;
             Env::start(3, &[]).await
@@ -261,14 +269,18 @@ async fn run_once(
         Keys::new("swarmq")?,
         StoreOptions::default(),
     )?;
-    let prompts: Vec<(String, u32)> = if name == "bad-workers" {
-        vec![
+    let prompts: Vec<(String, u32)> = match name {
+        "bad-workers" => vec![
             ("garbage; huge; wrongid; flood:3000; ok".into(), 2),
             ("crash-once; fail-once; sandbox,lines:3; ok".into(), 2),
             ("crash; exit0; hang; ok".into(), 3),
-        ]
-    } else {
-        workload(rng, 6)
+        ],
+        "slow-viewers" => {
+            let mut prompts = workload(rng, 4);
+            prompts.insert(0, (FLOODING_SESSION.into(), 2));
+            prompts
+        }
+        _ => workload(rng, 6),
     };
     let refs: Vec<(&str, u32)> = prompts.iter().map(|(p, a)| (p.as_str(), *a)).collect();
     let mut ids = env.submit(&refs).await;
@@ -283,6 +295,11 @@ async fn run_once(
             )
         })
         .collect();
+    let (slow_viewers, stalled) = if name == "slow-viewers" {
+        watch_slowly(&watch_url, &ids[0]).await
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let delay = Duration::from_millis(rng.random_range(200..1200));
     tokio::time::sleep(delay).await;
     let mut recovery = Duration::ZERO;
@@ -440,6 +457,9 @@ async fn run_once(
         "bad-workers" => {
             figures.faults += 12;
         }
+        "slow-viewers" => {
+            figures.faults += (slow_viewers.len() + stalled.len()) as u32;
+        }
         "runner-churn" => {
             for _ in 0..3 {
                 env.add_runner(&[]).await;
@@ -477,7 +497,8 @@ async fn run_once(
         let r = recorded(&url, id).await;
         audit(&r, figures);
     }
-    for (id, watcher) in watchers {
+    audit_stalled(&url, stalled, figures).await;
+    for (id, watcher) in watchers.into_iter().chain(slow_viewers) {
         let r = recorded(&url, &id).await;
         let outcome = AssertUnwindSafe(async {
             let events = watcher.finish(Duration::from_secs(60)).await;
@@ -501,6 +522,75 @@ async fn run_once(
     }
     figures.runs += 1;
     Ok(())
+}
+
+/// A session that floods 8,000 lines of about 1 KB (8 MB: more than the kernel's socket buffers
+/// and a connection's queue hold) after its viewers joined.
+const FLOODING_SESSION: &str = "sleep:1.5,flood:8000:1000; ok";
+
+/// A small per-connection queue, so that slow viewers fall out of it many times over, and
+/// runners that relay the flood unthrottled.
+async fn slow_viewers_env() -> Env {
+    let maxlen = ("SWARMQ_EVENTS_MAXLEN", "50000");
+    let mut env = Env::start(0, &[("SWARMQ_SOCKET_QUEUE", "128"), maxlen]).await;
+    for _ in 0..3 {
+        env.add_runner(&[("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "1000000"), maxlen])
+            .await;
+    }
+    env
+}
+
+/// Slow official clients (each blocks 1 ms per event: they get evicted and resume with `since`)
+/// and raw clients that stop reading altogether, all watching `id`.
+async fn watch_slowly(
+    url: &str,
+    id: &str,
+) -> (Vec<(String, Watcher)>, Vec<(String, StalledClient)>) {
+    let slow = (0..3)
+        .map(|_| {
+            let args = ["--since", "0", "--slow", "1", "--timeout", "150"];
+            (id.to_owned(), Watcher::node(url, id, &args))
+        })
+        .collect();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push((id.to_owned(), StalledClient::join(url, id, 0).await));
+    }
+    (slow, stalled)
+}
+
+/// A stalled client, reading again after the session ended, must find the session's first
+/// events in order — all of them, or a prefix followed by the close of its connection (it was
+/// evicted, and told so when the notice could still reach it). Events missing from a connection
+/// that stayed open would have been dropped silently.
+async fn audit_stalled(url: &str, stalled: Vec<(String, StalledClient)>, figures: &mut Figures) {
+    for (id, client) in stalled {
+        let r = recorded(url, &id).await;
+        let resumed = client.resume(Duration::from_secs(30)).await;
+        let in_order = resumed.events.len() <= r.events.len()
+            && resumed
+                .events
+                .iter()
+                .zip(&r.events)
+                .all(|((name, data), e)| data["seq"] == e.seq && name == e.event.name());
+        let complete = resumed.events.len() == r.events.len();
+        if !in_order {
+            figures.events_lost += 1;
+            figures.violations.push(format!(
+                "stalled client of {id}: events skipped or out of order"
+            ));
+        } else if !complete && !resumed.closed {
+            figures.events_lost += 1;
+            figures.violations.push(format!(
+                "stalled client of {id}: {} of {} events on a connection still open",
+                resumed.events.len(),
+                r.events.len()
+            ));
+        }
+        if resumed.evicted.is_some() {
+            figures.evicted += 1;
+        }
+    }
 }
 
 fn table(results: &[(&str, Figures)]) -> String {
@@ -556,6 +646,12 @@ async fn main() -> anyhow::Result<()> {
         }
         for v in &figures.violations {
             eprintln!("VIOLATION {name}: {v}");
+        }
+        if figures.evicted > 0 {
+            eprintln!(
+                "{name}: {} stalled clients were evicted and told so",
+                figures.evicted
+            );
         }
         failed |= !figures.violations.is_empty();
         results.push((name, figures));

@@ -1,0 +1,240 @@
+//! The relay's one pub/sub connection: subscribed only to the channels of sessions watched on
+//! this coordinator, it hands each message to its session's room.
+//!
+//! `redis`'s pub/sub does not reconnect by itself (CRATE-NOTES), so this loop does: connect,
+//! re-subscribe every wanted channel, then ask every room to fill from the stream whatever was
+//! published while it was away — clients miss nothing across a Redis restart.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use swarmq_shared::{Keys, SessionId, Store};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::relay::Inner;
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+
+pub(super) enum SubCommand {
+    /// A room starts: subscribe its channel, then answer `done`.
+    Subscribe {
+        session: SessionId,
+        generation: u64,
+        done: oneshot::Sender<()>,
+    },
+    /// A room stopped. Ignored if a newer room of the session subscribed since.
+    Unsubscribe { session: SessionId, generation: u64 },
+}
+
+type Commands = mpsc::UnboundedReceiver<SubCommand>;
+
+/// The channels rooms want (by the generation of the room that asked), and rooms still waiting
+/// for their subscription.
+struct Subscriptions {
+    keys: Keys,
+    wanted: HashMap<SessionId, u64>,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+pub(super) async fn run(
+    store: Store,
+    relay: Weak<Inner>,
+    mut commands: Commands,
+    shutdown: CancellationToken,
+) {
+    let mut subs = Subscriptions {
+        keys: store.keys().clone(),
+        wanted: HashMap::new(),
+        waiting: Vec::new(),
+    };
+    let mut reconnecting = false;
+    loop {
+        let Some((sink, stream)) = connect(&store, &mut subs, &mut commands, &shutdown).await
+        else {
+            return;
+        };
+        if reconnecting {
+            tracing::info!(
+                channels = subs.wanted.len(),
+                "relay: pub/sub reconnected, repairing gaps"
+            );
+            if let Some(relay) = relay.upgrade() {
+                relay.resync_rooms();
+            }
+        }
+        reconnecting = true;
+        let served = serve(sink, stream, &relay, &mut subs, &mut commands, &shutdown).await;
+        if served.is_break() {
+            return;
+        }
+        tracing::warn!("relay: pub/sub connection lost, reconnecting");
+    }
+}
+
+/// Connects and subscribes every wanted channel, retrying with backoff (rooms may come and go
+/// meanwhile). `None` on shutdown.
+async fn connect(
+    store: &Store,
+    subs: &mut Subscriptions,
+    commands: &mut Commands,
+    shutdown: &CancellationToken,
+) -> Option<(PubSubSink, PubSubStream)> {
+    let mut delay = FIRST_RETRY;
+    loop {
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            p = store.client().get_async_pubsub() => p,
+        };
+        let error = match attempt {
+            Ok(pubsub) => {
+                let (mut sink, stream) = pubsub.split();
+                match subs.resubscribe(&mut sink).await {
+                    Ok(()) => {
+                        subs.confirm_waiting();
+                        return Some((sink, stream));
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        tracing::warn!(error = %error, ?delay, "relay: pub/sub connect failed, retrying");
+        if !absorb_commands_for(delay, subs, commands, shutdown).await {
+            return None;
+        }
+        delay = (delay * 2).min(MAX_RETRY);
+    }
+}
+
+/// Waits `delay` while still recording what rooms want. False on shutdown.
+async fn absorb_commands_for(
+    delay: Duration,
+    subs: &mut Subscriptions,
+    commands: &mut Commands,
+    shutdown: &CancellationToken,
+) -> bool {
+    let deadline = tokio::time::sleep(delay);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = &mut deadline => return true,
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => subs.record(cmd),
+                None => return false,
+            },
+        }
+    }
+}
+
+/// Dispatches messages to rooms and applies room commands until the connection is lost
+/// (`Continue`) or the relay stops (`Break`).
+async fn serve(
+    mut sink: PubSubSink,
+    mut stream: PubSubStream,
+    relay: &Weak<Inner>,
+    subs: &mut Subscriptions,
+    commands: &mut Commands,
+    shutdown: &CancellationToken,
+) -> ControlFlow<()> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return ControlFlow::Break(()),
+            message = stream.next() => {
+                let Some(message) = message else { return ControlFlow::Continue(()) };
+                let Some(relay) = relay.upgrade() else { return ControlFlow::Break(()) };
+                let session = subs.keys.session_of_channel(message.get_channel_name());
+                if let (Some(session), Ok(payload)) = (session, message.get_payload::<String>()) {
+                    relay.dispatch(session, payload);
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { return ControlFlow::Break(()) };
+                if subs.apply(cmd, &mut sink).await.is_err() {
+                    return ControlFlow::Continue(());
+                }
+            }
+        }
+    }
+}
+
+impl Subscriptions {
+    fn channel(&self, session: SessionId) -> String {
+        self.keys.session(session).live_channel()
+    }
+
+    /// Notes a command while disconnected; it takes effect at the next subscribe.
+    fn record(&mut self, cmd: SubCommand) {
+        match cmd {
+            SubCommand::Subscribe {
+                session,
+                generation,
+                done,
+            } => {
+                self.wanted.insert(session, generation);
+                self.waiting.push(done);
+            }
+            SubCommand::Unsubscribe {
+                session,
+                generation,
+            } => {
+                if self.wanted.get(&session) == Some(&generation) {
+                    self.wanted.remove(&session);
+                }
+            }
+        }
+    }
+
+    /// Applies a command on the live connection. `Err` when the connection failed.
+    async fn apply(&mut self, cmd: SubCommand, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+        match cmd {
+            SubCommand::Subscribe {
+                session,
+                generation,
+                done,
+            } => {
+                self.wanted.insert(session, generation);
+                match sink.subscribe(self.channel(session)).await {
+                    Ok(()) => {
+                        let _ = done.send(());
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.waiting.push(done);
+                        Err(e)
+                    }
+                }
+            }
+            SubCommand::Unsubscribe {
+                session,
+                generation,
+            } => {
+                if self.wanted.get(&session) == Some(&generation) {
+                    self.wanted.remove(&session);
+                    let _ = sink.unsubscribe(self.channel(session)).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn resubscribe(&self, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+        let channels: Vec<String> = self.wanted.keys().map(|s| self.channel(*s)).collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        sink.subscribe(&channels).await
+    }
+
+    fn confirm_waiting(&mut self) {
+        for done in self.waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}

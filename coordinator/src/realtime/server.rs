@@ -1,0 +1,256 @@
+//! The Socket.IO server side of each connection, on Engine.IO (engineioxide): the namespace
+//! CONNECT (with the token check), `session:join` / `session:leave`, DISCONNECT — and nothing
+//! else. A client can never take the server down: malformed packets close its own connection, a
+//! connection that never completes its namespace CONNECT is closed after a deadline, and client
+//! mistakes are counted (`swarmq_socket_client_errors_total`) and logged at debug level only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use engineioxide::handler::EngineIoHandler;
+use engineioxide::sid::Sid;
+use engineioxide::{DisconnectReason, Str};
+use serde_json::{Value, json};
+use swarmq_shared::SessionId;
+
+use super::member::{self, Conn, refusal};
+use super::protocol::{self, Incoming};
+use super::relay::Relay;
+use super::{EioSocket, Limits};
+use crate::http::Token;
+
+/// Handles every Engine.IO connection of this coordinator.
+#[derive(Clone)]
+pub struct Server {
+    relay: Relay,
+    token: Option<Token>,
+    limits: Limits,
+    /// Every open connection, so that a shutdown can close them all.
+    open: Arc<Mutex<HashMap<Sid, Weak<EioSocket>>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("auth", &self.token.is_some())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    pub fn new(relay: Relay, token: Option<Token>, limits: Limits) -> Self {
+        Self {
+            relay,
+            token,
+            limits,
+            open: Arc::default(),
+        }
+    }
+
+    /// Closes every connection (at shutdown: open websockets would hold it forever).
+    pub fn close_all(&self) {
+        let open: Vec<_> = self
+            .lock_open()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for socket in open {
+            socket.close(DisconnectReason::ClosingServer);
+        }
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Weak<EioSocket>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_packet(&self, packet: Incoming, socket: &Arc<EioSocket>) {
+        match packet {
+            Incoming::Connect { namespace, auth } => {
+                self.namespace_connect(socket, &namespace, auth)
+            }
+            Incoming::Disconnect { .. } => {
+                self.relay.disconnected(socket.id);
+                socket.close(DisconnectReason::TransportClose);
+            }
+            Incoming::Event {
+                namespace,
+                name,
+                payload,
+                ack,
+            } => {
+                if namespace != "/" || !Conn::of(socket).is_connected() {
+                    return client_error(socket, "event before connecting to the namespace", true);
+                }
+                self.on_event(socket, &name, &payload, ack);
+            }
+        }
+    }
+
+    fn namespace_connect(&self, socket: &Arc<EioSocket>, namespace: &str, auth: Option<Value>) {
+        if namespace != "/" {
+            let _ = socket.emit(protocol::connect_error("Invalid namespace"));
+            return client_error(socket, "unknown namespace", false);
+        }
+        if let Err(message) = self.check_token(auth.as_ref()) {
+            let _ = socket.emit(protocol::connect_error(message));
+            return client_error(socket, "refused token", false);
+        }
+        let id = Sid::new();
+        if Conn::of(socket).connect(id) {
+            metrics::gauge!("swarmq_socket_connections").increment(1.0);
+            let _ = socket.emit(protocol::connected(id));
+            member::reserve_notice_slot(socket, self.limits);
+        }
+    }
+
+    /// With `SWARMQ_API_TOKEN` set, the CONNECT must carry `auth: {token}`.
+    fn check_token(&self, auth: Option<&Value>) -> Result<(), &'static str> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        match auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
+            Some(presented) if token.matches(presented) => Ok(()),
+            Some(_) => Err("invalid token"),
+            None => Err("missing token: connect with auth: {token}"),
+        }
+    }
+
+    fn on_event(&self, socket: &Arc<EioSocket>, name: &str, payload: &Value, ack: Option<u64>) {
+        let answer = |body: Value| {
+            if let Some(id) = ack {
+                let _ = socket.emit(protocol::ack(id, &body));
+            }
+        };
+        let request = JoinPayload::parse(payload);
+        match (name, request) {
+            ("session:join", Ok(req)) => {
+                // The relay answers the ack itself, in order with the replay.
+                self.relay.join(socket.clone(), req.session, req.since, ack);
+            }
+            ("session:leave", Ok(req)) => {
+                self.relay.leave(socket.id, req.session);
+                answer(json!({ "ok": true }));
+            }
+            ("session:join" | "session:leave", Err(error)) => {
+                client_error(socket, "bad join payload", false);
+                answer(refusal(&error));
+            }
+            _ => client_error(socket, "unknown event", false),
+        }
+    }
+}
+
+/// Counts a client's mistake; `fatal` ones (protocol violations) close its connection.
+fn client_error(socket: &Arc<EioSocket>, kind: &'static str, fatal: bool) {
+    metrics::counter!("swarmq_socket_client_errors_total", "kind" => kind).increment(1);
+    tracing::debug!(socket = %socket.id, kind, fatal, "socket.io client error");
+    if fatal {
+        socket.close(DisconnectReason::PacketParsingError);
+    }
+}
+
+impl EngineIoHandler for Server {
+    type Data = Conn;
+
+    fn on_connect(self: Arc<Self>, socket: Arc<EioSocket>) {
+        self.lock_open().insert(socket.id, Arc::downgrade(&socket));
+        // A connection must complete its namespace CONNECT in time, or it is closed: idle
+        // handshakes cannot pile up.
+        let deadline = self.limits.connect_timeout;
+        let weak = Arc::downgrade(&socket);
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            if let Some(socket) = weak.upgrade()
+                && !Conn::of(&socket).is_connected()
+            {
+                client_error(&socket, "no namespace connect in time", true);
+            }
+        });
+    }
+
+    fn on_disconnect(&self, socket: Arc<EioSocket>, _reason: DisconnectReason) {
+        self.lock_open().remove(&socket.id);
+        Conn::of(&socket).mark_gone();
+        Conn::of(&socket).release();
+        if Conn::of(&socket).is_connected() {
+            metrics::gauge!("swarmq_socket_connections").decrement(1.0);
+        }
+        self.relay.disconnected(socket.id);
+    }
+
+    fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<EioSocket>) {
+        match protocol::parse(msg.as_str()) {
+            Ok(packet) => self.on_packet(packet, &socket),
+            Err(_) => client_error(&socket, "malformed packet", true),
+        }
+    }
+
+    fn on_binary(self: &Arc<Self>, _data: Bytes, socket: Arc<EioSocket>) {
+        client_error(&socket, "binary packet", true);
+    }
+}
+
+/// A `session:join` / `session:leave` payload: the session id string (the plan's form) or
+/// `{sessionId, since}`.
+#[derive(Debug, PartialEq)]
+struct JoinPayload {
+    session: SessionId,
+    since: Option<u64>,
+}
+
+impl JoinPayload {
+    fn parse(value: &Value) -> Result<Self, String> {
+        let (id, since) = match value {
+            Value::String(id) => (id.as_str(), None),
+            Value::Object(o) => {
+                let id = o
+                    .get("sessionId")
+                    .and_then(Value::as_str)
+                    .ok_or("sessionId (a string) is required")?;
+                let since = match o.get("since") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or("since must be a non-negative integer")?),
+                };
+                (id, since)
+            }
+            _ => return Err("expected a session id string or {sessionId, since}".into()),
+        };
+        let session = SessionId::parse(id).map_err(|e| e.to_string())?;
+        Ok(Self { session, since })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_join_forms_parse() {
+        let id = SessionId::new();
+        assert_eq!(
+            JoinPayload::parse(&json!(id.to_string())),
+            Ok(JoinPayload {
+                session: id,
+                since: None
+            })
+        );
+        assert_eq!(
+            JoinPayload::parse(&json!({"sessionId": id.to_string(), "since": 4})),
+            Ok(JoinPayload {
+                session: id,
+                since: Some(4)
+            })
+        );
+        for bad in [
+            json!(5),
+            json!({"since": 1}),
+            json!({"sessionId": id.to_string(), "since": -1}),
+            json!("nope"),
+            Value::Null,
+        ] {
+            assert!(JoinPayload::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}
