@@ -249,19 +249,14 @@ impl AgentRun<'_> {
                 todo_id: named,
                 result,
             } => {
-                if !self.names_current(named.as_deref(), todo_id, "completed") {
-                    return None;
-                }
                 let end = TaskEnd::Completed(protocol::result_text(result));
-                Some(self.flush(&mut relay.batch).await.err().unwrap_or(end))
+                self.end_if_current(named.as_deref(), todo_id, end, &mut relay.batch)
+                    .await
             }
             WorkerLine::Fail {
                 todo_id: named,
                 reason,
             } => {
-                if !self.names_current(named.as_deref(), todo_id, "failed") {
-                    return None;
-                }
                 let reason = reason
                     .filter(|r| !r.trim().is_empty())
                     .unwrap_or_else(|| "worker reported failure".into());
@@ -269,7 +264,8 @@ impl AgentRun<'_> {
                     reason: format!("worker: {reason}"),
                     worker_usable: true,
                 };
-                Some(self.flush(&mut relay.batch).await.err().unwrap_or(end))
+                self.end_if_current(named.as_deref(), todo_id, end, &mut relay.batch)
+                    .await
             }
         }
     }
@@ -327,17 +323,27 @@ impl AgentRun<'_> {
         }
     }
 
-    /// A `complete`/`fail` line names the current TODO, or none (meaning the current one).
-    fn names_current(&self, named: Option<&str>, current: TodoId, verb: &str) -> bool {
-        let current = match named {
-            None => true,
-            Some(id) => TodoId::parse(id).is_ok_and(|id| id == current),
-        };
-        if !current {
+    /// A `complete` or `fail` line ends the TODO with `end` (once the events before it are
+    /// recorded) — if it names the current TODO, or none (meaning the current one).
+    async fn end_if_current(
+        &mut self,
+        named: Option<&str>,
+        current: TodoId,
+        end: TaskEnd,
+        batch: &mut Vec<Event>,
+    ) -> Option<TaskEnd> {
+        let is_current = named.is_none_or(|id| TodoId::parse(id).is_ok_and(|id| id == current));
+        if !is_current {
             self.ctx.stats.count_invalid_line();
+            let verb = if matches!(end, TaskEnd::Completed(_)) {
+                "completed"
+            } else {
+                "failed"
+            };
             tracing::warn!(named = ?named, "worker {verb} another TODO; ignored");
+            return None;
         }
-        current
+        Some(self.flush(batch).await.err().unwrap_or(end))
     }
 
     fn invalid_line(&self, error: &LineError, line: &[u8]) {

@@ -2,44 +2,20 @@
 //! takes its first TODO when it starts, ends in the same step as its last completion, and a
 //! retried completion after that answers as the first call did.
 
-use std::time::Duration;
-
 use swarmq_shared::transitions::{
-    AfterCompletion, AgentDone, AssignOutcome, CompleteOutcome, CompleteTodo, CreateOutcome,
-    CreateSession, InitOutcome, InitSession, LeaseToken, StartAgent, StartOutcome,
+    AfterCompletion, AgentDone, AssignOutcome, CompleteOutcome, CompleteTodo, LeaseToken,
+    StartAgent, StartOutcome,
 };
-use swarmq_shared::{AgentId, AgentJob, RunnerId, SessionId, SessionStatus, Store, Todo, TodoId};
-use swarmq_testkit::RedisServer;
+use swarmq_shared::{AgentJob, RunnerId, SessionStatus, Store, TodoId};
+use swarmq_testkit::{RedisServer, sessions};
 
 const MAX_ATTEMPTS: u32 = 3;
 
 /// A running session with `todos` TODOs and `agents` agents; returns the agents' jobs.
 async fn running_session(store: &Store, todos: usize, agents: usize) -> Vec<AgentJob> {
-    let id = SessionId::new();
-    let init = InitSession {
-        id,
-        prompt: "p",
-        agent_count: agents as u32,
-        created_at: 1,
-        deadline: u64::MAX,
-        retention: Duration::ZERO,
-    };
-    assert_eq!(store.run(&init).await.unwrap(), InitOutcome::Created);
-    let todos: Vec<Todo> = (0..todos).map(|i| Todo::new(format!("t{i}"))).collect();
-    let agent_ids: Vec<AgentId> = (0..agents).map(|_| AgentId::new()).collect();
-    let create = CreateSession {
-        id,
-        todos: &todos,
-        agents: &agent_ids,
-    };
-    assert_eq!(store.run(&create).await.unwrap(), CreateOutcome::Created);
-    agent_ids
-        .into_iter()
-        .map(|agent_id| AgentJob {
-            session_id: id,
-            agent_id,
-        })
-        .collect()
+    let descriptions: Vec<String> = (0..todos).map(|i| format!("t{i}")).collect();
+    let descriptions: Vec<&str> = descriptions.iter().map(String::as_str).collect();
+    sessions::running_session(store, &descriptions, agents).await
 }
 
 async fn start(store: &Store, job: AgentJob, runner: &RunnerId) -> StartOutcome {

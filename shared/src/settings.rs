@@ -10,12 +10,8 @@ use crate::telemetry::LogFormat;
 #[derive(Clone, Debug, Args)]
 pub struct CommonSettings {
     /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    #[arg(default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
 
     /// Prefix of every Redis key and channel; the same on every coordinator and runner of one

@@ -4,59 +4,25 @@
 //! private Redis, and each recorded payload must decode and re-encode to exactly what was
 //! recorded (but `seq`) — a renamed, retyped or extra field fails here.
 
-use std::time::Duration;
-
 use serde_json::Value;
 use swarmq_shared::event::{AgentReasoning, AgentThinking};
 use swarmq_shared::store::RecordedEvent;
 use swarmq_shared::transitions::{
     AfterCompletion, AssignNext, AssignOutcome, AttemptOutcome, CancelSession, CompleteTodo,
-    CreateSession, EmitEvents, FailAttempt, FailSession, Fenced, Holder, InitSession, LeaseToken,
-    ReleaseAgent, StartAgent, StartOutcome, StreamReady, Transition,
+    EmitEvents, FailAttempt, FailSession, Fenced, Holder, LeaseToken, ReleaseAgent, StartAgent,
+    StartOutcome, StreamReady, Transition,
 };
-use swarmq_shared::{
-    AgentId, AgentJob, Event, RunnerId, SessionId, SessionStatus, Store, Todo, TodoId,
-};
-use swarmq_testkit::RedisServer;
+use swarmq_shared::{AgentJob, Event, RunnerId, SessionId, SessionStatus, Store, TodoId};
+use swarmq_testkit::{RedisServer, sessions};
 
 async fn run<T: Transition>(store: &Store, transition: T) -> T::Reply {
     store.run(&transition).await.expect("transition")
 }
 
-async fn init(store: &Store) -> SessionId {
-    let id = SessionId::new();
-    let init = InitSession {
-        id,
-        prompt: "p",
-        agent_count: 1,
-        created_at: 1,
-        deadline: u64::MAX,
-        retention: Duration::ZERO,
-    };
-    run(store, init).await;
-    id
-}
-
-/// A running session with `todos` TODOs and `agents` agents.
+/// A running session with `todos` TODOs (descriptions that need escaping) and `agents` agents.
 async fn running(store: &Store, todos: usize, agents: usize) -> Vec<AgentJob> {
-    let id = init(store).await;
-    let todos: Vec<Todo> = (0..todos)
-        .map(|i| Todo::new(format!("todo {i} \"quoted\" é")))
-        .collect();
-    let agent_ids: Vec<AgentId> = (0..agents).map(|_| AgentId::new()).collect();
-    let create = CreateSession {
-        id,
-        todos: &todos,
-        agents: &agent_ids,
-    };
-    run(store, create).await;
-    agent_ids
-        .into_iter()
-        .map(|agent_id| AgentJob {
-            session_id: id,
-            agent_id,
-        })
-        .collect()
+    let descriptions = vec!["a todo \"quoted\" é\n"; todos];
+    sessions::running_session(store, &descriptions, agents).await
 }
 
 async fn start(store: &Store, job: AgentJob, runner: &RunnerId) -> (LeaseToken, TodoId) {
@@ -188,7 +154,7 @@ async fn a_cancelled_session(store: &Store, runner: &RunnerId) -> SessionId {
 }
 
 async fn a_failed_decomposition(store: &Store) -> SessionId {
-    let id = init(store).await;
+    let id = sessions::decomposing_session(store, 1).await;
     let fail = FailSession {
         id,
         error: "decomposition failed: \"no\"",
