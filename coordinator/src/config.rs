@@ -6,6 +6,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use swarmq_shared::settings::CommonSettings;
 
+use crate::planner::{Limits, MAX_DESCRIPTION_CHARS};
+use crate::sessions::SessionLimits;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlannerKind {
     /// Claude through the Anthropic Messages API (needs ANTHROPIC_API_KEY).
@@ -147,6 +150,20 @@ impl Config {
 
     pub fn decompose_timeout(&self) -> Duration {
         Duration::from_secs(self.decompose_timeout_secs)
+    }
+
+    /// What a session may ask for and how long it may take.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_agents: self.max_agents,
+            max_prompt_chars: self.max_prompt_chars as usize,
+            plan: Limits {
+                max_todos: self.max_todos as usize,
+                max_description_chars: MAX_DESCRIPTION_CHARS,
+            },
+            decompose_timeout: self.decompose_timeout(),
+            retention: Duration::from_secs(self.retention_secs),
+        }
     }
 
     pub fn socket_limits(&self) -> crate::realtime::Limits {

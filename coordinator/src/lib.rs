@@ -37,9 +37,9 @@ use tower_http::cors::CorsLayer;
 pub use config::Config;
 
 use crate::config::PlannerKind;
-use crate::planner::{AnthropicPlanner, Limits, Planner};
+use crate::planner::{AnthropicPlanner, Planner};
 use crate::realtime::{Relay, Server as SocketServer};
-use crate::sessions::{SessionLimits, SessionService};
+use crate::sessions::SessionService;
 use crate::state::AppState;
 use crate::token::Token;
 
@@ -57,27 +57,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = config.common.store().map_err(anyhow::Error::msg)?;
-        let planner = match config.planner_kind() {
-            PlannerKind::Anthropic => {
-                let key = config
-                    .anthropic_api_key
-                    .clone()
-                    .filter(|k| !k.trim().is_empty())
-                    .context("SWARMQ_PLANNER=anthropic needs ANTHROPIC_API_KEY")?;
-                Planner::Anthropic(AnthropicPlanner::new(
-                    &config.anthropic_base_url,
-                    key,
-                    config.anthropic_model.clone(),
-                    config.decompose_timeout(),
-                )?)
-            }
-            PlannerKind::Local => Planner::Local,
-        };
-        if matches!(planner, Planner::Local) {
-            tracing::warn!(
-                "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
-            );
-        }
+        let planner = planner(&config)?;
         let background = CancellationToken::new();
         let socket_limits = config.socket_limits();
         let relay = Relay::start(store.clone(), socket_limits, background.child_token());
@@ -87,18 +67,8 @@ impl Application {
         };
         let (socket_layer, sockets) =
             realtime::layer(relay.clone(), tokens.api.clone(), socket_limits);
-        let limits = SessionLimits {
-            max_agents: config.max_agents,
-            max_prompt_chars: config.max_prompt_chars as usize,
-            plan: Limits {
-                max_todos: config.max_todos as usize,
-                max_description_chars: planner::MAX_DESCRIPTION_CHARS,
-            },
-            decompose_timeout: config.decompose_timeout(),
-            retention: std::time::Duration::from_secs(config.retention_secs),
-        };
         let state = AppState {
-            sessions: SessionService::new(store.clone(), planner, limits),
+            sessions: SessionService::new(store.clone(), planner, config.session_limits()),
             store,
             relay,
             create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
@@ -177,6 +147,32 @@ impl Application {
         background.cancel();
         result
     }
+}
+
+/// The decomposition planner the settings ask for; the offline one is announced loudly.
+fn planner(config: &Config) -> anyhow::Result<Planner> {
+    let planner = match config.planner_kind() {
+        PlannerKind::Anthropic => {
+            let key = config
+                .anthropic_api_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .context("SWARMQ_PLANNER=anthropic needs ANTHROPIC_API_KEY")?;
+            Planner::Anthropic(AnthropicPlanner::new(
+                &config.anthropic_base_url,
+                key,
+                config.anthropic_model.clone(),
+                config.decompose_timeout(),
+            )?)
+        }
+        PlannerKind::Local => Planner::Local,
+    };
+    if matches!(planner, Planner::Local) {
+        tracing::warn!(
+            "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
+        );
+    }
+    Ok(planner)
 }
 
 /// `*` allows any origin; otherwise only the listed ones (comma-separated).

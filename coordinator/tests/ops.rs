@@ -116,13 +116,17 @@ async fn the_api_token_guards_http_and_socket_io() {
     assert_eq!(text(&format!("{base}/metrics"), None).await.0, 401);
     assert_eq!(text(&format!("{base}/metrics"), Some("m-456")).await.0, 200);
 
-    let anonymous = Watcher::node(&base, &id, &["--since", "0"]);
+    socket_io_and_the_cli_need_the_token_too(&base, &id).await;
+}
+
+async fn socket_io_and_the_cli_need_the_token_too(base: &str, id: &str) {
+    let anonymous = Watcher::node(base, id, &["--since", "0"]);
     let refused = anonymous.wait_line("connect_error", LIMIT).await;
     assert!(
         refused["message"].as_str().unwrap().contains("token"),
         "{refused}"
     );
-    let authorised = Watcher::node(&base, &id, &["--since", "0", "--token", "tok-123"]);
+    let authorised = Watcher::node(base, id, &["--since", "0", "--token", "tok-123"]);
     let ack = authorised.wait_line("ack", LIMIT).await;
     assert_eq!(ack["ack"]["ok"], true);
 
@@ -130,7 +134,7 @@ async fn the_api_token_guards_http_and_socket_io() {
     let cli = |token: Option<&str>| {
         let mut cmd = std::process::Command::new(swarmq_testkit::procs::binary("swarmq"));
         cmd.env_remove("SWARMQ_API_TOKEN")
-            .args(["--url", &base, "get", &id]);
+            .args(["--url", base, "get", id]);
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }

@@ -127,27 +127,33 @@ impl Runner {
         }
         tracing::info!(runner_id = %ctx.runner, "runner ready, claiming agent jobs");
         shutdown.cancelled().await;
-
-        tracing::info!(
-            busy = ctx.busy(),
-            drain_secs = config.drain_secs,
-            "draining"
-        );
-        ctx.draining.cancel();
-        let deadline = ctx.drain_deadline.clone();
-        let drain = config.drain();
-        tokio::spawn(async move {
-            tokio::time::sleep(drain).await;
-            deadline.cancel();
-        });
-        while slots.join_next().await.is_some() {}
-        orphans::hand_back_stranded(&ctx).await;
-        if let Err(e) = ctx.store.deregister(&ctx.runner).await {
-            tracing::warn!(error = %e, "could not deregister (the lease will expire)");
-        }
+        drain(&ctx, slots).await;
         background.cancel();
         tracing::info!(runner_id = %ctx.runner, stats = ?ctx.stats, "runner stopped");
         Ok(())
+    }
+}
+
+/// Stops claiming and lets the slots finish their TODOs within the drain period (after it,
+/// workers are killed and their agents handed back); then whatever is still claimed goes back
+/// to the queue and the runner leaves the registry.
+async fn drain(ctx: &Ctx, mut slots: JoinSet<()>) {
+    tracing::info!(
+        busy = ctx.busy(),
+        drain_secs = ctx.config.drain_secs,
+        "draining"
+    );
+    ctx.draining.cancel();
+    let deadline = ctx.drain_deadline.clone();
+    let drain = ctx.config.drain();
+    tokio::spawn(async move {
+        tokio::time::sleep(drain).await;
+        deadline.cancel();
+    });
+    while slots.join_next().await.is_some() {}
+    orphans::hand_back_stranded(ctx).await;
+    if let Err(e) = ctx.store.deregister(&ctx.runner).await {
+        tracing::warn!(error = %e, "could not deregister (the lease will expire)");
     }
 }
 
