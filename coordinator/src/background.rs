@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const INTERVAL: Duration = Duration::from_secs(2);
 /// The pending-TODO gauge reads the newest sessions (two pipelined round trips over up to
-/// [`PENDING_GAUGE_SESSIONS`] sessions): too much for every tick, and no one needs it fresher.
+/// `PENDING_GAUGE_SESSIONS` sessions): too much for every tick, and no one needs it fresher.
 pub const PENDING_GAUGE_EVERY: Duration = Duration::from_secs(10);
 /// Sessions whose pending lists the gauge sums (newest first).
 const PENDING_GAUGE_SESSIONS: usize = 1000;

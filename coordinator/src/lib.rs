@@ -4,10 +4,13 @@
 //!
 //! # Layout
 //! - [`config`]: the operator settings (clap).
-//! - [`http`]: the routes; [`error`]: how failures become responses.
+//! - [`sessions`]: the session service — validating, creating (decomposing) and cancelling.
+//! - [`http`]: the routes; [`error`]: how failures become responses; [`token`]: the optional
+//!   API and metrics tokens; [`ratelimit`]: session creations per client.
 //! - [`planner`]: decomposition (Anthropic or local) and validation of the model's reply.
 //! - [`realtime`]: Socket.IO handlers and the pub/sub → room relay.
-//! - [`background`]: the decomposition watchdog and the dead-runner reaper.
+//! - [`background`]: the decomposition watchdog, the dead-runner reaper, gauges, index trim.
+//! - [`state`]: what every handler shares.
 //!
 //! [`Application::build`] binds the listener (port 0 works), [`Application::run_until_stopped`]
 //! serves until the shutdown token fires, so tests start the real thing in-process.

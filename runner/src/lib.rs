@@ -8,7 +8,7 @@
 //! - [`agent`]: the agent loop for one claimed job (next TODO, run it, record it, repeat).
 //! - [`task`]: one TODO on the agent's worker: hand it over, relay the worker's lines.
 //! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
-//! - [`persist`]: retrying a Redis call through a blip.
+//! - [`persist`](mod@persist): retrying a Redis call through a blip.
 //! - [`lease`]: registration and the heartbeat, with the duties on its beat (reaping dead
 //!   runners is `swarmq_shared::reaper`).
 //! - [`control`]: cancel notifications; [`orphans`]: claimed jobs no slot works.

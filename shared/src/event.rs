@@ -1,6 +1,7 @@
 //! The Socket.IO events, server → room `session:<id>`. The first seven are the original plan's,
 //! with its exact payloads; the rest are additive. Every payload also carries `seq`, the event's
-//! position in the session's stream (added when the event is recorded, see `lua/prelude.lua`).
+//! position in the session's stream (added when the event is recorded: `emit` in
+//! `lua/session.lua`).
 //!
 //! Most events are built here and handed to a Lua transition as JSON. The transitions that pick
 //! their subject inside Redis (`task:assigned`, `agent:terminated`, `session:complete`,

@@ -14,7 +14,7 @@ mod sessions;
 use std::time::Duration;
 
 use redis::FromRedisValue;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
 use crate::ids::SessionId;
 use crate::keys::Keys;
@@ -60,6 +60,9 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// How long opening a connection may take before it counts as failed (Redis is away).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Tuning that the daemons take from their settings.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -93,7 +96,7 @@ impl Store {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(opts.response_timeout))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
@@ -139,6 +142,18 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
+    }
+
+    /// A connection of its own, for a blocking command that must not hold up others (and must
+    /// not be cut off while it blocks: `response_timeout` exceeds the block).
+    async fn exclusive(&self, response_timeout: Duration) -> Result<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(response_timeout));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
     }
 
     /// Pub/sub on its own connection (it does not reconnect by itself: callers loop).

@@ -102,13 +102,7 @@ impl Claimer {
 
 impl Store {
     pub async fn claimer(&self, runner: &RunnerId, block: Duration) -> Result<Claimer> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(block + Duration::from_secs(10)));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = self.exclusive(block + Duration::from_secs(10)).await?;
         Ok(Claimer {
             conn,
             ready: self.keys.ready_list(),

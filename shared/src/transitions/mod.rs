@@ -51,7 +51,7 @@ pub trait Transition: Serialize {
     /// What the script answers, decoded.
     type Reply: FromRedisValue;
 
-    /// Its script, built by [`lua!`].
+    /// Its script (built by the `lua!` macro).
     fn lua(&self) -> &'static Lua;
 
     /// The session whose keys it works on (all of [`session_keys`]), or `None` for a transition
