@@ -6,7 +6,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use swarmq_shared::{
     AgentId, AgentStatus, Event, Session, SessionId, SessionStatus, Todo, TodoId, TodoStatus,
 };
@@ -16,8 +15,7 @@ use crate::live::{self, Update};
 use crate::{one_line, short};
 
 pub async fn watch(api: &Api, id: &str) -> anyhow::Result<ExitCode> {
-    let snapshot: Session = serde_json::from_value(api.session(id).await?)
-        .context("the coordinator answered with a session this CLI cannot read")?;
+    let snapshot: Session = crate::api::typed(api.session(id).await?)?;
     let mut view = View::from_snapshot(&snapshot, std::io::stdout().is_terminal());
     if view.is_final() {
         view.render(true);
