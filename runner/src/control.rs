@@ -5,7 +5,6 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::PubSub;
@@ -17,7 +16,7 @@ use crate::ctx::Ctx;
 
 /// Listens on the control channel until `stop`, reconnecting whenever the connection drops.
 pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut backoff = Backoff::redis_reconnect();
     loop {
         let connected = tokio::select! {
             _ = stop.cancelled() => return,

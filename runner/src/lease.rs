@@ -6,7 +6,6 @@
 //! runner was reaped as dead, its agents given to others) aborts every agent this runner works.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use swarmq_shared::backoff::Backoff;
 use swarmq_shared::store::RunnerInfo;
@@ -23,7 +22,7 @@ const BEATS_PER_LEASE: u32 = 3;
 
 /// First heartbeat; waits for Redis. False when shut down before it came.
 pub async fn register(ctx: &Ctx, shutdown: &CancellationToken) -> bool {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut backoff = Backoff::redis_reconnect();
     loop {
         match beat(ctx).await {
             Ok(_) => return true,

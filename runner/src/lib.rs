@@ -48,6 +48,12 @@ use crate::worker::WorkerSpec;
 
 /// How long one BLMOVE waits before the slot checks whether it should stop.
 const CLAIM_BLOCK: Duration = Duration::from_secs(2);
+/// The longest wait between attempts to open a claiming connection: every slot retries, so a
+/// runner with many slots must not hammer a Redis that is down.
+const CLAIM_RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How long a slot keeps trying to update its claimed list through a Redis outage: past it the
+/// job stays there, and the reaper hands it back once this runner's lease expires.
+const CLAIMED_UPDATE_LIMIT: Duration = Duration::from_secs(15);
 /// Environment names every worker gets from the contract; pass-through cannot override them.
 const CONTRACT_ENV: [&str; 7] = [
     "SESSION_ID",
@@ -160,7 +166,7 @@ async fn drain(ctx: &Ctx, mut slots: JoinSet<()>) {
 /// One claiming loop: BLMOVE an agent job, run the agent, repeat, until draining.
 async fn slot(ctx: Arc<Ctx>, n: usize) {
     let mut claimer = None;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut backoff = Backoff::new(Duration::from_millis(100), CLAIM_RECONNECT_MAX);
     // The job this slot finished, still in the claimed list: removed with the next claim.
     let mut finished: Option<String> = None;
     loop {
@@ -243,8 +249,7 @@ async fn drop_finished(ctx: &Ctx, raw: &str) {
     .await;
 }
 
-/// Updates our claimed list through Redis blips, for at most 15 s: if Redis stays away, the
-/// reaper hands the job back after our lease expires.
+/// Updates our claimed list through Redis blips, for at most [`CLAIMED_UPDATE_LIMIT`].
 async fn update_claimed<T, F, Fut>(ctx: &Ctx, what: &str, job: &str, call: F)
 where
     F: FnMut() -> Fut,
@@ -252,7 +257,7 @@ where
 {
     let never = CancellationToken::new();
     let update = persist(ctx, what, &never, call);
-    if tokio::time::timeout(Duration::from_secs(15), update)
+    if tokio::time::timeout(CLAIMED_UPDATE_LIMIT, update)
         .await
         .is_err()
     {

@@ -23,6 +23,12 @@ impl Backoff {
         }
     }
 
+    /// For reconnecting to Redis (a connection, a subscription): 100 ms doubling to 2 s — back
+    /// at once after a blip, a few commands a second at most while Redis is down for longer.
+    pub const fn redis_reconnect() -> Self {
+        Self::new(Duration::from_millis(100), Duration::from_secs(2))
+    }
+
     /// The delay to wait now; the one after it is twice as long (at most `max`).
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;

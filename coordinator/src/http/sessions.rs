@@ -19,6 +19,11 @@ use crate::error::ApiError;
 use crate::sessions::NewSession;
 use crate::state::AppState;
 
+/// Sessions per page of `GET /api/sessions` unless `limit` says otherwise, and at most (a page
+/// is one pipelined read of that many hashes).
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/sessions", post(create).get(list))
@@ -95,13 +100,13 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
     let limit = match query.limit.as_deref() {
-        None => 20,
+        None => DEFAULT_PAGE,
         Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
             _ => {
-                return Err(ApiError::BadRequest(
-                    "limit must be an integer between 1 and 100".into(),
-                ));
+                return Err(ApiError::BadRequest(format!(
+                    "limit must be an integer between 1 and {MAX_PAGE}"
+                )));
             }
         },
     };

@@ -15,6 +15,11 @@ use swarmq_shared::backoff::Backoff;
 use super::{ASKED_DESCRIPTION_CHARS, Limits, PlanError, reply};
 
 const API_VERSION: &str = "2023-06-01";
+/// The model's reply budget, in tokens. A reply cut off at it (`stop_reason: max_tokens`) fails
+/// the session as `Truncated` rather than being guessed at.
+const MAX_REPLY_TOKENS: u32 = 4096;
+/// Time to open a connection to the API, within the decomposition timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RETRIES: u32 = 2;
 
 pub struct AnthropicPlanner {
@@ -33,7 +38,7 @@ impl AnthropicPlanner {
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
             .build()?;
         Ok(Self {
@@ -71,7 +76,7 @@ impl AnthropicPlanner {
     ) -> Result<Vec<String>, PlanError> {
         let body = json!({
             "model": self.model,
-            "max_tokens": 4096,
+            "max_tokens": MAX_REPLY_TOKENS,
             "system": system_prompt(agent_count, limits),
             "messages": [{ "role": "user", "content": prompt }],
         });
