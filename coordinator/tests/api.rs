@@ -9,7 +9,7 @@ use swarmq_testkit::{
 };
 
 async fn local_coordinator(redis: &RedisServer) -> InProcCoordinator {
-    InProcCoordinator::start(&redis.url(), &["--planner", "local"]).await
+    InProcCoordinator::offline(&redis.url(), &[]).await
 }
 
 async fn claude_coordinator(redis: &RedisServer, fake: &FakeAnthropic) -> InProcCoordinator {
@@ -154,8 +154,7 @@ async fn every_bad_input_gets_a_clear_json_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_agents_setting_bounds_agent_count() {
     let redis = RedisServer::start();
-    let coordinator =
-        InProcCoordinator::start(&redis.url(), &["--planner", "local", "--max-agents", "2"]).await;
+    let coordinator = InProcCoordinator::offline(&redis.url(), &["--max-agents", "2"]).await;
     let (status, body) = coordinator.api().create("a", 3).await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("between 1 and 2"));

@@ -120,11 +120,8 @@ impl Hostile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_requests_never_get_a_500() {
     let redis = RedisServer::start();
-    let coordinator = InProcCoordinator::start(
-        &redis.url(),
-        &["--planner", "local", "--create-rate-per-min", "0"],
-    )
-    .await;
+    let coordinator =
+        InProcCoordinator::offline(&redis.url(), &["--create-rate-per-min", "0"]).await;
     let base = coordinator.url.clone();
     // No pooled connections: a connection the server closed after an early answer is not reused.
     let client = reqwest::Client::builder()
