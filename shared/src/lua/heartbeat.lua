@@ -6,8 +6,12 @@
 -- {outcome='renewed'}.
 local expires = now_ms() + ARGS.leaseMs
 local added = redis.call('ZADD', K.runners, expires, ARGS.runnerId)
-for field, value in pairs(ARGS.info) do redis.call('HSET', K.info, field, value) end
-redis.call('HSET', K.info, 'leaseExpiresAt', expires)
+local fields = {'leaseExpiresAt', expires}
+for field, value in pairs(ARGS.info) do
+  fields[#fields + 1] = field
+  fields[#fields + 1] = value
+end
+redis.call('HSET', K.info, unpack(fields))
 redis.call('PEXPIRE', K.info, ARGS.leaseMs * 4)
 if added == 1 then return reply('added') end
 return reply('renewed')
