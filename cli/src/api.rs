@@ -6,6 +6,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+/// An answer of the API read as `shared`'s type (the coordinator and this CLI share them).
+pub fn typed<T: serde::de::DeserializeOwned>(answer: Value) -> anyhow::Result<T> {
+    serde_json::from_value(answer)
+        .context("the coordinator answered in a shape this CLI cannot read (a version mismatch?)")
+}
+
 pub struct Api {
     base: String,
     token: Option<String>,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use swarmq_shared::EventEnvelope;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The coordinator refused the join (unknown session, …): reconnecting would not help.
@@ -28,7 +29,11 @@ impl std::error::Error for Refused {}
 pub enum Update {
     /// The join ack: `{ok, session, lastSeq, replayed, truncated}`.
     Joined(Value),
-    Event {
+    /// An event, decoded into `shared`'s types.
+    Event(EventEnvelope),
+    /// An event this CLI does not know (a newer coordinator's), or whose payload does not
+    /// decode: shown as it came.
+    Unknown {
         name: String,
         data: Value,
     },
@@ -142,7 +147,11 @@ async fn session_stream(
                         if let Some(seq) = data["seq"].as_u64() {
                             *since = (*since).max(seq);
                         }
-                        if !on_update(Update::Event { name, data }) {
+                        let update = match EventEnvelope::from_parts(&name, data.clone()) {
+                            Ok(envelope) => Update::Event(envelope),
+                            Err(_) => Update::Unknown { name, data },
+                        };
+                        if !on_update(update) {
                             return Ok(());
                         }
                     }

@@ -14,7 +14,8 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
+use swarmq_shared::Session;
+use swarmq_shared::model::SessionSummary;
 
 use crate::api::Api;
 
@@ -115,7 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&session)?);
             } else {
-                print_session(&session);
+                print_session(&api::typed(session)?);
             }
         }
         Command::List { limit, json } => {
@@ -123,15 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
-                for s in page["sessions"].as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {:<11} {} agent(s)  {}",
-                        s["id"].as_str().unwrap_or("?"),
-                        s["status"].as_str().unwrap_or("?"),
-                        s["agentCount"],
-                        one_line(s["prompt"].as_str().unwrap_or(""), 60)
-                    );
-                }
+                print_sessions(&api::typed::<Page>(page)?.sessions);
             }
         }
         Command::Cancel { id } => {
@@ -194,38 +187,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_session(s: &Value) {
-    println!("session   {}", s["id"].as_str().unwrap_or("?"));
-    println!("status    {}", s["status"].as_str().unwrap_or("?"));
-    if let Some(e) = s["error"].as_str() {
+/// `GET /api/sessions`, as far as `list` shows it.
+#[derive(serde::Deserialize)]
+struct Page {
+    sessions: Vec<SessionSummary>,
+}
+
+fn print_sessions(sessions: &[SessionSummary]) {
+    for s in sessions {
+        println!(
+            "{}  {:<11} {} agent(s)  {}",
+            s.id,
+            s.status.as_str(),
+            s.agent_count,
+            one_line(&s.prompt, 60)
+        );
+    }
+}
+
+fn print_session(s: &Session) {
+    println!("session   {}", s.id);
+    println!("status    {}", s.status);
+    if let Some(e) = &s.error {
         println!("error     {e}");
     }
-    println!(
-        "prompt    {}",
-        one_line(s["prompt"].as_str().unwrap_or(""), 100)
-    );
+    println!("prompt    {}", one_line(&s.prompt, 100));
     println!("todos");
-    for t in s["todos"].as_array().into_iter().flatten() {
+    for t in &s.todos {
+        let id = t.id.to_string();
         println!(
             "  {:<9} {}  {}",
-            t["status"].as_str().unwrap_or("?"),
-            short(t["id"].as_str().unwrap_or("?")),
-            one_line(t["description"].as_str().unwrap_or(""), 70)
+            t.status.as_str(),
+            short(&id),
+            one_line(&t.description, 70)
         );
-        if let Some(r) = t["result"].as_str() {
+        if let Some(r) = &t.result {
             println!("            → {}", one_line(r, 90));
         }
-        if let Some(e) = t["error"].as_str() {
+        if let Some(e) = &t.error {
             println!("            ✗ {}", one_line(e, 90));
         }
     }
     println!("agents");
-    for a in s["agents"].as_array().into_iter().flatten() {
+    for a in &s.agents {
+        let (id, task) = (a.id.to_string(), a.current_task_id.map(|t| t.to_string()));
         println!(
             "  {:<10} {}  task {}",
-            a["status"].as_str().unwrap_or("?"),
-            short(a["id"].as_str().unwrap_or("?")),
-            a["currentTaskId"].as_str().map(short).unwrap_or("-")
+            a.status.as_str(),
+            short(&id),
+            task.as_deref().map(short).unwrap_or("-")
         );
     }
 }

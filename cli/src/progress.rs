@@ -6,22 +6,23 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use swarmq_shared::{
+    AgentId, AgentStatus, Event, Session, SessionId, SessionStatus, Todo, TodoId, TodoStatus,
+};
 
 use crate::api::Api;
 use crate::live::{self, Update};
 use crate::{one_line, short};
 
 pub async fn watch(api: &Api, id: &str) -> anyhow::Result<ExitCode> {
-    let snapshot = api.session(id).await?;
+    let snapshot: Session = crate::api::typed(api.session(id).await?)?;
     let mut view = View::from_snapshot(&snapshot, std::io::stdout().is_terminal());
     if view.is_final() {
         view.render(true);
         return Ok(view.exit_code());
     }
-    let since = snapshot["lastSeq"].as_u64().unwrap_or(0);
     view.render(true);
-    live::watch(api.base(), api.token(), id, since, |update| {
+    live::watch(api.base(), api.token(), id, snapshot.last_seq, |update| {
         match update {
             Update::Joined(ack) => {
                 if ack["truncated"] == true {
@@ -33,7 +34,8 @@ pub async fn watch(api: &Api, id: &str) -> anyhow::Result<ExitCode> {
             Update::Reconnecting(why) => {
                 view.note(&format!("connection lost ({why}); reconnecting"))
             }
-            Update::Event { name, data } => view.apply(&name, &data),
+            Update::Event(envelope) => view.apply(&envelope.event),
+            Update::Unknown { name, data } => view.print(format!("{name} {data}")),
         }
         view.render(view.is_final());
         !view.is_final()
@@ -42,62 +44,66 @@ pub async fn watch(api: &Api, id: &str) -> anyhow::Result<ExitCode> {
     Ok(view.exit_code())
 }
 
-struct Todo {
+struct TodoView {
     description: String,
-    status: String,
+    status: TodoStatus,
 }
 
-#[derive(Default)]
 struct AgentView {
-    status: String,
+    status: AgentStatus,
     action: String,
 }
 
 struct View {
-    id: String,
-    status: String,
+    id: SessionId,
+    status: SessionStatus,
     error: Option<String>,
-    todos: BTreeMap<String, Todo>,
-    order: Vec<String>,
-    agents: BTreeMap<String, AgentView>,
+    todos: BTreeMap<TodoId, TodoView>,
+    order: Vec<TodoId>,
+    agents: BTreeMap<AgentId, AgentView>,
     tty: bool,
     drawn: usize,
     last_draw: Option<Instant>,
 }
 
+/// The first characters of an id, enough to tell a session's TODOs and agents apart.
+fn tag(id: impl std::fmt::Display) -> String {
+    short(&id.to_string()).to_owned()
+}
+
 impl View {
-    fn from_snapshot(s: &Value, tty: bool) -> Self {
-        let mut view = Self {
-            id: s["id"].as_str().unwrap_or("?").to_owned(),
-            status: s["status"].as_str().unwrap_or("?").to_owned(),
-            error: s["error"].as_str().map(str::to_owned),
-            todos: BTreeMap::new(),
-            order: Vec::new(),
-            agents: BTreeMap::new(),
+    fn from_snapshot(s: &Session, tty: bool) -> Self {
+        let view = Self {
+            id: s.id,
+            status: s.status,
+            error: s.error.clone(),
+            todos: s
+                .todos
+                .iter()
+                .map(|t| {
+                    let todo = TodoView {
+                        description: t.description.clone(),
+                        status: t.status,
+                    };
+                    (t.id, todo)
+                })
+                .collect(),
+            order: s.todos.iter().map(|t| t.id).collect(),
+            agents: s
+                .agents
+                .iter()
+                .map(|a| {
+                    let agent = AgentView {
+                        status: a.status,
+                        action: String::new(),
+                    };
+                    (a.id, agent)
+                })
+                .collect(),
             tty,
             drawn: 0,
             last_draw: None,
         };
-        for t in s["todos"].as_array().into_iter().flatten() {
-            let id = t["id"].as_str().unwrap_or("?").to_owned();
-            view.order.push(id.clone());
-            view.todos.insert(
-                id,
-                Todo {
-                    description: t["description"].as_str().unwrap_or("").to_owned(),
-                    status: t["status"].as_str().unwrap_or("?").to_owned(),
-                },
-            );
-        }
-        for a in s["agents"].as_array().into_iter().flatten() {
-            view.agents.insert(
-                a["id"].as_str().unwrap_or("?").to_owned(),
-                AgentView {
-                    status: a["status"].as_str().unwrap_or("?").to_owned(),
-                    action: String::new(),
-                },
-            );
-        }
         if !tty {
             println!("session {}  {}", view.id, view.status);
         }
@@ -105,121 +111,114 @@ impl View {
     }
 
     fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+        self.status.is_finished()
     }
 
     fn exit_code(&self) -> ExitCode {
-        if self.status == "completed" {
+        if self.status == SessionStatus::Completed {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
         }
     }
 
-    fn set_todo(&mut self, id: &str, status: &str) {
-        if let Some(t) = self.todos.get_mut(id) {
-            t.status = status.to_owned();
+    fn set_todo(&mut self, id: TodoId, status: TodoStatus) {
+        if let Some(t) = self.todos.get_mut(&id) {
+            t.status = status;
         }
     }
 
-    fn agent(&mut self, data: &Value) -> &mut AgentView {
-        let id = data["agentId"].as_str().unwrap_or("?").to_owned();
-        self.agents.entry(id).or_default()
+    fn agent(&mut self, id: AgentId) -> &mut AgentView {
+        self.agents.entry(id).or_insert_with(|| AgentView {
+            status: AgentStatus::Booting,
+            action: String::new(),
+        })
     }
 
-    fn apply(&mut self, name: &str, d: &Value) {
-        let todo = d["todoId"].as_str().unwrap_or("");
-        let line = match name {
-            "task:created" => {
-                let id = d["id"].as_str().unwrap_or("?").to_owned();
-                if !self.todos.contains_key(&id) {
-                    self.order.push(id.clone());
-                }
-                let description = d["description"].as_str().unwrap_or("").to_owned();
-                let line = format!(
-                    "todo {} created: {}",
-                    short(&id),
-                    one_line(&description, 80)
-                );
-                self.todos.insert(
-                    id,
-                    Todo {
-                        description,
-                        status: "pending".into(),
-                    },
-                );
-                line
+    /// Updates the view with one event and prints its line (when not drawing in place).
+    fn apply(&mut self, event: &Event) {
+        let line = match event {
+            Event::TaskCreated(todo) => self.todo_created(todo),
+            Event::TaskAssigned(a) => {
+                self.set_todo(a.todo_id, TodoStatus::Assigned);
+                let agent = self.agent(a.agent_id);
+                agent.status = AgentStatus::Working;
+                agent.action.clear();
+                format!("todo {} → agent {}", tag(a.todo_id), tag(a.agent_id))
             }
-            "task:assigned" => {
-                self.set_todo(todo, "assigned");
-                let a = self.agent(d);
-                a.status = "working".into();
-                a.action.clear();
+            Event::TaskCompleted(c) => {
+                self.set_todo(c.todo_id, TodoStatus::Completed);
+                self.agent(c.agent_id).status = AgentStatus::Idle;
+                let result = c.result.as_deref().map(|r| one_line(r, 80));
                 format!(
-                    "todo {} → agent {}",
-                    short(todo),
-                    short(d["agentId"].as_str().unwrap_or("?"))
+                    "todo {} completed: {}",
+                    tag(c.todo_id),
+                    result.unwrap_or_default()
                 )
             }
-            "task:completed" => {
-                self.set_todo(todo, "completed");
-                self.agent(d).status = "idle".into();
-                let result = d["result"]
-                    .as_str()
-                    .map(|r| one_line(r, 80))
-                    .unwrap_or_default();
-                format!("todo {} completed: {result}", short(todo))
-            }
-            "task:retry" => {
-                self.set_todo(todo, "pending");
+            Event::TaskRetry(f) => {
+                self.set_todo(f.todo_id, TodoStatus::Pending);
                 format!(
                     "todo {} will be retried: {}",
-                    short(todo),
-                    one_line(d["error"].as_str().unwrap_or(""), 80)
+                    tag(f.todo_id),
+                    one_line(&f.error, 80)
                 )
             }
-            "task:failed" => {
-                self.set_todo(todo, "failed");
+            Event::TaskFailed(f) => {
+                self.set_todo(f.todo_id, TodoStatus::Failed);
+                format!("todo {} failed: {}", tag(f.todo_id), one_line(&f.error, 80))
+            }
+            Event::AgentThinking(t) => {
+                self.agent(t.agent_id).action = t.action.clone();
+                format!("agent {}: {}", tag(t.agent_id), one_line(&t.action, 100))
+            }
+            Event::AgentReasoning(r) => {
                 format!(
-                    "todo {} failed: {}",
-                    short(todo),
-                    one_line(d["error"].as_str().unwrap_or(""), 80)
+                    "agent {} thinks: {}",
+                    tag(r.agent_id),
+                    one_line(&r.reasoning, 100)
                 )
             }
-            "agent:thinking" => {
-                let action = d["action"].as_str().unwrap_or("").to_owned();
-                let agent = short(d["agentId"].as_str().unwrap_or("?")).to_owned();
-                let line = format!("agent {agent}: {}", one_line(&action, 100));
-                self.agent(d).action = action;
-                line
-            }
-            "agent:reasoning" => format!(
-                "agent {} thinks: {}",
-                short(d["agentId"].as_str().unwrap_or("?")),
-                one_line(d["reasoning"].as_str().unwrap_or(""), 100)
-            ),
-            "agent:stream_ready" => format!(
+            Event::AgentStreamReady(r) => format!(
                 "agent {} sandbox {} ready: {}",
-                short(d["agentId"].as_str().unwrap_or("?")),
-                d["sandboxId"].as_str().unwrap_or("?"),
-                d["streamUrl"].as_str().unwrap_or("?")
+                tag(r.agent_id),
+                r.sandbox_id,
+                r.stream_url
             ),
-            "agent:terminated" => {
-                let a = self.agent(d);
-                a.status = "terminated".into();
-                a.action.clear();
-                format!(
-                    "agent {} terminated",
-                    short(d["agentId"].as_str().unwrap_or("?"))
-                )
+            Event::AgentTerminated(t) => {
+                let agent = self.agent(t.agent_id);
+                agent.status = AgentStatus::Terminated;
+                agent.action.clear();
+                format!("agent {} terminated", tag(t.agent_id))
             }
-            "session:complete" => {
-                self.status = d["status"].as_str().unwrap_or("completed").to_owned();
-                self.error = d["error"].as_str().map(str::to_owned);
+            Event::SessionComplete(c) => {
+                self.status = c.status.unwrap_or(SessionStatus::Completed);
+                self.error = c.error.clone();
                 format!("session {}", self.status)
             }
-            other => format!("{other} {d}"),
         };
+        self.print(line);
+    }
+
+    fn todo_created(&mut self, todo: &Todo) -> String {
+        if !self.todos.contains_key(&todo.id) {
+            self.order.push(todo.id);
+        }
+        let line = format!(
+            "todo {} created: {}",
+            tag(todo.id),
+            one_line(&todo.description, 80)
+        );
+        let view = TodoView {
+            description: todo.description.clone(),
+            status: TodoStatus::Pending,
+        };
+        self.todos.insert(todo.id, view);
+        line
+    }
+
+    /// One line per event, for logs and pipes; on a terminal the view is redrawn instead.
+    fn print(&self, line: String) {
         if !self.tty {
             println!("{line}");
         }
@@ -239,7 +238,7 @@ impl View {
                 let done = self
                     .todos
                     .values()
-                    .filter(|t| t.status == "completed")
+                    .filter(|t| t.status == TodoStatus::Completed)
                     .count();
                 println!(
                     "{} of {} TODOs completed; session {}",
@@ -265,15 +264,19 @@ impl View {
         let done = self
             .todos
             .values()
-            .filter(|t| t.status == "completed")
+            .filter(|t| t.status == TodoStatus::Completed)
             .count();
-        let failed = self.todos.values().filter(|t| t.status == "failed").count();
+        let failed = self
+            .todos
+            .values()
+            .filter(|t| t.status == TodoStatus::Failed)
+            .count();
         let width = 30;
         let filled = ((done + failed) * width).checked_div(total).unwrap_or(0);
         let mut lines = vec![format!(
             "session {}  {:<10} [{}{}] {done}/{total} TODOs done{}",
-            short(&self.id),
-            self.status,
+            tag(self.id),
+            self.status.as_str(),
             "█".repeat(filled),
             "░".repeat(width - filled),
             if failed > 0 {
@@ -285,8 +288,8 @@ impl View {
         for (id, a) in &self.agents {
             lines.push(format!(
                 "  agent {}  {:<10} {}",
-                short(id),
-                a.status,
+                tag(id),
+                a.status.as_str(),
                 one_line(&a.action, 70)
             ));
         }
@@ -295,7 +298,7 @@ impl View {
                 if let Some(t) = self.todos.get(id) {
                     lines.push(format!(
                         "  {:<9} {}",
-                        t.status,
+                        t.status.as_str(),
                         one_line(&t.description, 80)
                     ));
                 }

@@ -4,7 +4,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use swarmq_shared::telemetry::LogFormat;
+use swarmq_shared::settings::CommonSettings;
+
+use crate::planner::{Limits, MAX_DESCRIPTION_CHARS};
+use crate::sessions::SessionLimits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlannerKind {
@@ -21,18 +24,8 @@ pub enum PlannerKind {
     about = "swarmq coordinator: the session HTTP API, Claude decomposition and the Socket.IO relay"
 )]
 pub struct Config {
-    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// Prefix of every Redis key and channel; lets several swarmq deployments share one Redis.
-    #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
-    pub prefix: String,
+    #[command(flatten)]
+    pub common: CommonSettings,
 
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
@@ -86,11 +79,6 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_DECOMPOSE_TIMEOUT_SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub decompose_timeout_secs: u64,
-
-    /// Approximate number of events kept per session for replay (Redis stream MAXLEN ~).
-    #[arg(long, env = "SWARMQ_EVENTS_MAXLEN", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(100..))]
-    pub events_maxlen: u64,
 
     /// Bearer token required on /api/* (`Authorization: Bearer …`) and for Socket.IO connections
     /// (`auth: {token}`). Unset: the API is open. /healthz and /readyz are always open.
@@ -149,10 +137,6 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_SOCKET_CONNECT_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub socket_connect_timeout_secs: u64,
-
-    /// Log format: human or json. RUST_LOG sets the filter (default info).
-    #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
-    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -166,6 +150,20 @@ impl Config {
 
     pub fn decompose_timeout(&self) -> Duration {
         Duration::from_secs(self.decompose_timeout_secs)
+    }
+
+    /// What a session may ask for and how long it may take.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_agents: self.max_agents,
+            max_prompt_chars: self.max_prompt_chars as usize,
+            plan: Limits {
+                max_todos: self.max_todos as usize,
+                max_description_chars: MAX_DESCRIPTION_CHARS,
+            },
+            decompose_timeout: self.decompose_timeout(),
+            retention: Duration::from_secs(self.retention_secs),
+        }
     }
 
     pub fn socket_limits(&self) -> crate::realtime::Limits {

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use swarmq_shared::{SessionId, StoreError};
 
+use crate::sessions::CreateError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -44,6 +46,22 @@ impl From<StoreError> for ApiError {
             Self::Unavailable("storage unavailable: cannot reach Redis, try again shortly".into())
         } else {
             Self::Internal(anyhow::Error::new(e))
+        }
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::Store(e) => e.into(),
+            CreateError::Decomposition {
+                session_id,
+                message,
+            } => Self::Planner {
+                session_id,
+                message,
+            },
+            taken @ CreateError::IdTaken(_) => Self::Internal(anyhow::Error::new(taken)),
         }
     }
 }

@@ -4,11 +4,14 @@
 //!
 //! # Layout
 //! - [`config`]: the operator settings (clap).
-//! - [`http`]: the routes; [`error`]: how failures become responses.
+//! - [`sessions`]: the session service — validating, creating (decomposing) and cancelling.
+//! - [`http`]: the routes; [`error`]: how failures become responses; [`token`]: the optional
+//!   API and metrics tokens; [`ratelimit`]: session creations per client.
 //! - [`planner`]: decomposition (Anthropic or local) and validation of the model's reply.
 //! - [`realtime`]: Socket.IO handlers and the pub/sub → room relay.
-//! - [`background`]: the decomposition watchdog and the dead-runner reaper.
+//! - [`background`]: the decomposition watchdog, the dead-runner reaper, gauges, index trim.
 //! - [`memory`]: gives freed memory back to the OS (after thousands of viewers leave).
+//! - [`state`]: what every handler shares.
 //!
 //! [`Application::build`] binds the listener (port 0 works), [`Application::run_until_stopped`]
 //! serves until the shutdown token fires, so tests start the real thing in-process.
@@ -21,7 +24,9 @@ pub mod memory;
 pub mod planner;
 pub mod ratelimit;
 pub mod realtime;
+pub mod sessions;
 pub mod state;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +34,6 @@ use std::sync::Arc;
 use std::future::IntoFuture;
 
 use anyhow::Context;
-use swarmq_shared::Store;
 use swarmq_shared::telemetry::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,9 +42,11 @@ use tower_http::cors::CorsLayer;
 pub use config::Config;
 
 use crate::config::PlannerKind;
-use crate::planner::{AnthropicPlanner, Limits, Planner};
+use crate::planner::{AnthropicPlanner, Planner};
 use crate::realtime::{Engine, Relay};
-use crate::state::{AppState, SessionLimits};
+use crate::sessions::SessionService;
+use crate::state::AppState;
+use crate::token::Token;
 
 /// How long open connections may take to close after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -55,63 +61,24 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.redis_url, &config.prefix, config.events_maxlen)
-            .map_err(anyhow::Error::msg)?;
-        let planner = match config.planner_kind() {
-            PlannerKind::Anthropic => {
-                let key = config
-                    .anthropic_api_key
-                    .clone()
-                    .filter(|k| !k.trim().is_empty())
-                    .context("SWARMQ_PLANNER=anthropic needs ANTHROPIC_API_KEY")?;
-                Planner::Anthropic(AnthropicPlanner::new(
-                    &config.anthropic_base_url,
-                    key,
-                    config.anthropic_model.clone(),
-                    config.decompose_timeout(),
-                )?)
-            }
-            PlannerKind::Local => Planner::Local,
-        };
-        if matches!(planner, Planner::Local) {
-            tracing::warn!(
-                "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
-            );
-        }
+        let store = config.common.store().map_err(anyhow::Error::msg)?;
+        let planner = planner(&config)?;
         let background = CancellationToken::new();
         let socket_limits = config.socket_limits();
         let relay = Relay::start(store.clone(), socket_limits, background.child_token());
         let tokens = http::Tokens {
-            api: config
-                .api_token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(http::Token::new),
-            metrics: config
-                .metrics_token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(http::Token::new),
+            api: Token::from_setting(config.api_token.as_deref()),
+            metrics: Token::from_setting(config.metrics_token.as_deref()),
         };
         let (socket_routes, sockets) =
             realtime::routes(relay.clone(), tokens.api.clone(), socket_limits);
         let state = AppState {
+            sessions: SessionService::new(store.clone(), planner, config.session_limits()),
             store,
-            planner: Arc::new(planner),
             relay,
             create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
             trust_forwarded_for: config.trust_forwarded_for,
             metrics: swarmq_shared::metrics::install(),
-            limits: SessionLimits {
-                max_agents: config.max_agents,
-                max_prompt_chars: config.max_prompt_chars as usize,
-                plan: Limits {
-                    max_todos: config.max_todos as usize,
-                    max_description_chars: 2000,
-                },
-                decompose_timeout: config.decompose_timeout(),
-                retention: std::time::Duration::from_secs(config.retention_secs),
-            },
         };
         let router = http::router(state.clone(), tokens)
             .merge(socket_routes)
@@ -121,9 +88,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         tracing::info!(
             addr = %listener.local_addr()?,
-            redis = %redact_url(&config.redis_url),
-            prefix = %config.prefix,
-            planner = %state.planner.describe(),
+            redis = %redact_url(&config.common.redis_url),
+            prefix = %config.common.prefix,
+            planner = %state.sessions.planner().describe(),
             "coordinator ready"
         );
         Ok(Self {
@@ -186,6 +153,32 @@ impl Application {
         background.cancel();
         result
     }
+}
+
+/// The decomposition planner the settings ask for; the offline one is announced loudly.
+fn planner(config: &Config) -> anyhow::Result<Planner> {
+    let planner = match config.planner_kind() {
+        PlannerKind::Anthropic => {
+            let key = config
+                .anthropic_api_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .context("SWARMQ_PLANNER=anthropic needs ANTHROPIC_API_KEY")?;
+            Planner::Anthropic(AnthropicPlanner::new(
+                &config.anthropic_base_url,
+                key,
+                config.anthropic_model.clone(),
+                config.decompose_timeout(),
+            )?)
+        }
+        PlannerKind::Local => Planner::Local,
+    };
+    if matches!(planner, Planner::Local) {
+        tracing::warn!(
+            "OFFLINE PLANNER: no ANTHROPIC_API_KEY (or SWARMQ_PLANNER=local); prompts are split locally, Claude is not called"
+        );
+    }
+    Ok(planner)
 }
 
 /// `*` allows any origin; otherwise only the listed ones (comma-separated).

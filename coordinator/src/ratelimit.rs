@@ -6,11 +6,15 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use swarmq_shared::rate::TokenBucket;
+
+/// Clients remembered before the full buckets are forgotten (bounds the memory a flood of
+/// addresses can take).
 const MAX_CLIENTS: usize = 50_000;
 
 pub struct RateLimiter {
     per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 impl RateLimiter {
@@ -26,25 +30,16 @@ impl RateLimiter {
         if self.per_minute == 0 {
             return Ok(());
         }
-        let capacity = f64::from(self.per_minute);
-        let per_sec = capacity / 60.0;
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_CLIENTS {
             // Forget clients whose bucket has refilled: they lose nothing.
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + at.elapsed().as_secs_f64() * per_sec < capacity
-            });
+            buckets.retain(|_, bucket| !bucket.is_full_at(now));
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((capacity, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_sec).min(capacity);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / per_sec))
-        }
+        buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::per_minute(self.per_minute, now))
+            .take(now)
     }
 }
 

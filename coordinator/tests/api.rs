@@ -9,7 +9,7 @@ use swarmq_testkit::{
 };
 
 async fn local_coordinator(redis: &RedisServer) -> InProcCoordinator {
-    InProcCoordinator::start(&redis.url(), &["--planner", "local"]).await
+    InProcCoordinator::offline(&redis.url(), &[]).await
 }
 
 async fn claude_coordinator(redis: &RedisServer, fake: &FakeAnthropic) -> InProcCoordinator {
@@ -92,108 +92,49 @@ async fn created_session_matches_the_plan_contract() {
     assert_eq!(s["lastSeq"], 2);
 }
 
+const JSON: Option<&str> = Some("application/json");
+const VALID: &str = r#"{"prompt":"a","agentCount":1}"#;
+
+/// Bad requests: content type, body, the status and what the error must say.
+#[rustfmt::skip]
+const BAD_INPUTS: &[(Option<&str>, &str, u16, &str)] = &[
+    (JSON, "{not json", 400, "not valid JSON"),
+    (JSON, "", 400, "empty"),
+    (JSON, "[1,2]", 400, "JSON object"),
+    (Some("text/plain"), VALID, 415, "Content-Type"),
+    (None, VALID, 415, "Content-Type"),
+    (JSON, r#"{"agentCount":1}"#, 400, "prompt is required"),
+    (JSON, r#"{"prompt":"","agentCount":1}"#, 400, "prompt must not be empty"),
+    (JSON, r#"{"prompt":"   \n\t","agentCount":1}"#, 400, "prompt must not be empty"),
+    (JSON, r#"{"prompt":7,"agentCount":1}"#, 400, "prompt must be a string"),
+    (JSON, r#"{"prompt":"a"}"#, 400, "agentCount is required"),
+    (JSON, r#"{"prompt":"a","agentCount":"2"}"#, 400, "agentCount must be an integer"),
+    (JSON, r#"{"prompt":"a","agentCount":2.5}"#, 400, "agentCount must be an integer"),
+    (JSON, r#"{"prompt":"a","agentCount":0}"#, 400, "agentCount must be between 1 and 4"),
+    (JSON, r#"{"prompt":"a","agentCount":5}"#, 400, "agentCount must be between 1 and 4"),
+    (JSON, r#"{"prompt":"a","agentCount":-1}"#, 400, "agentCount must be between 1 and 4"),
+    (JSON, r#"{"prompt":"a","agentCount":1,"extra":true}"#, 400, "unknown field"),
+];
+
+/// Bad requests too large to write out: a body over the limit, a prompt over its limit.
+fn oversized_inputs() -> [(Option<&'static str>, String, u16, &'static str); 2] {
+    let prompt =
+        |chars: usize, c: &str| format!(r#"{{"prompt":"{}","agentCount":1}}"#, c.repeat(chars));
+    [
+        (JSON, prompt(300_000, "x"), 413, "larger than"),
+        (JSON, prompt(10_001, "y"), 400, "prompt is too long"),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_a_clear_json_error() {
     let redis = RedisServer::start();
     let coordinator = local_coordinator(&redis).await;
     let api = coordinator.api();
-    let json_ct = Some("application/json");
-    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
-        (json_ct, "{not json".into(), 400, "not valid JSON"),
-        (json_ct, "".into(), 400, "empty"),
-        (json_ct, "[1,2]".into(), 400, "JSON object"),
-        (
-            Some("text/plain"),
-            r#"{"prompt":"a","agentCount":1}"#.into(),
-            415,
-            "Content-Type",
-        ),
-        (
-            None,
-            r#"{"prompt":"a","agentCount":1}"#.into(),
-            415,
-            "Content-Type",
-        ),
-        (
-            json_ct,
-            format!(r#"{{"prompt":"{}","agentCount":1}}"#, "x".repeat(300_000)),
-            413,
-            "larger than",
-        ),
-        (
-            json_ct,
-            r#"{"agentCount":1}"#.into(),
-            400,
-            "prompt is required",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"","agentCount":1}"#.into(),
-            400,
-            "prompt must not be empty",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"   \n\t","agentCount":1}"#.into(),
-            400,
-            "prompt must not be empty",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":7,"agentCount":1}"#.into(),
-            400,
-            "prompt must be a string",
-        ),
-        (
-            json_ct,
-            format!(r#"{{"prompt":"{}","agentCount":1}}"#, "y".repeat(10_001)),
-            400,
-            "prompt is too long",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a"}"#.into(),
-            400,
-            "agentCount is required",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a","agentCount":"2"}"#.into(),
-            400,
-            "agentCount must be an integer",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a","agentCount":2.5}"#.into(),
-            400,
-            "agentCount must be an integer",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a","agentCount":0}"#.into(),
-            400,
-            "agentCount must be between 1 and 4",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a","agentCount":5}"#.into(),
-            400,
-            "agentCount must be between 1 and 4",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a","agentCount":-1}"#.into(),
-            400,
-            "agentCount must be between 1 and 4",
-        ),
-        (
-            json_ct,
-            r#"{"prompt":"a","agentCount":1,"extra":true}"#.into(),
-            400,
-            "unknown field",
-        ),
-    ];
-    for (ct, body, status, needle) in cases {
+    let written = BAD_INPUTS
+        .iter()
+        .map(|&(ct, body, status, needle)| (ct, body.to_owned(), status, needle));
+    for (ct, body, status, needle) in written.chain(oversized_inputs()) {
         let shown: String = body.chars().take(60).collect();
         let (got, answer) = send(&api, ct, body).await;
         assert_eq!(got, status, "{shown}: {answer}");
@@ -213,8 +154,7 @@ async fn every_bad_input_gets_a_clear_json_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_agents_setting_bounds_agent_count() {
     let redis = RedisServer::start();
-    let coordinator =
-        InProcCoordinator::start(&redis.url(), &["--planner", "local", "--max-agents", "2"]).await;
+    let coordinator = InProcCoordinator::offline(&redis.url(), &["--max-agents", "2"]).await;
     let (status, body) = coordinator.api().create("a", 3).await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("between 1 and 2"));

@@ -64,17 +64,7 @@ async fn a_cluster_of_processes_serves_sessions_to_clients_on_any_coordinator() 
     let first_events = on_b.finish(LIMIT).await;
     let second_events = on_a.finish(LIMIT).await;
     for (id, events) in [(&first, &first_events), (&second, &second_events)] {
-        let r = recorded(&url, id).await;
-        check_finished(&r);
-        check_client_saw_all(&r, events);
-        let api_view = a.api().session(id).await;
-        assert_eq!(api_view["status"], "completed");
-        let completed: Vec<&Value> = events
-            .iter()
-            .filter(|(n, _)| n == "task:completed")
-            .map(|(_, d)| d)
-            .collect();
-        assert_eq!(completed.len(), api_view["todos"].as_array().unwrap().len());
+        each_client_saw_its_session_complete(&a, &url, id, events).await;
     }
 
     // Joining after the end with since 0 gets the whole history, on either coordinator.
@@ -82,8 +72,35 @@ async fn a_cluster_of_processes_serves_sessions_to_clients_on_any_coordinator() 
         .finish(LIMIT)
         .await;
     check_client_saw_all(&recorded(&url, &first).await, &late);
+    operators_and_the_cli_see_the_same(&a, &b, &first, &second).await;
+}
 
-    // Operators' views.
+async fn each_client_saw_its_session_complete(
+    a: &CoordinatorProcess,
+    redis_url: &str,
+    id: &str,
+    events: &[(String, Value)],
+) {
+    let r = recorded(redis_url, id).await;
+    check_finished(&r);
+    check_client_saw_all(&r, events);
+    let api_view = a.api().session(id).await;
+    assert_eq!(api_view["status"], "completed");
+    let completed: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "task:completed")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(completed.len(), api_view["todos"].as_array().unwrap().len());
+}
+
+/// Operators' views (runners, stats), and the CLI agrees.
+async fn operators_and_the_cli_see_the_same(
+    a: &CoordinatorProcess,
+    b: &CoordinatorProcess,
+    first: &str,
+    second: &str,
+) {
     let (status, runners) = b.api().get("/api/runners").await;
     assert_eq!(status, 200);
     let live: Vec<&Value> = runners["runners"]
@@ -98,16 +115,15 @@ async fn a_cluster_of_processes_serves_sessions_to_clients_on_any_coordinator() 
     assert_eq!(stats["readyQueue"], 0);
     assert_eq!(stats["runners"]["slots"], 6);
 
-    // The CLI agrees.
-    let (code, out) = cli(&a.url, &["get", &first, "--json"]);
+    let (code, out) = cli(&a.url, &["get", first, "--json"]);
     assert_eq!(code, 0);
     let parsed: Value = serde_json::from_str(&out).expect("get --json is JSON");
-    assert_eq!(parsed["id"], first.as_str());
-    let (code, out) = cli(&b.url, &["watch", &second]);
+    assert_eq!(parsed["id"], first);
+    let (code, out) = cli(&b.url, &["watch", second]);
     assert_eq!(code, 0, "watch of a completed session exits 0: {out}");
     let (code, out) = cli(&b.url, &["list"]);
     assert_eq!(code, 0);
-    assert!(out.contains(&first) && out.contains(&second));
+    assert!(out.contains(first) && out.contains(second));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,18 +67,8 @@ async fn both_daemons_expose_prometheus_metrics_and_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_token_guards_http_and_socket_io() {
     let redis = RedisServer::start();
-    let coordinator = InProcCoordinator::start(
-        &redis.url(),
-        &[
-            "--planner",
-            "local",
-            "--api-token",
-            "tok-123",
-            "--metrics-token",
-            "m-456",
-        ],
-    )
-    .await;
+    let tokens = ["--api-token", "tok-123", "--metrics-token", "m-456"];
+    let coordinator = InProcCoordinator::offline(&redis.url(), &tokens).await;
     let base = coordinator.url.clone();
     let client = reqwest::Client::new();
     let post = |token: Option<&'static str>| {
@@ -116,13 +106,17 @@ async fn the_api_token_guards_http_and_socket_io() {
     assert_eq!(text(&format!("{base}/metrics"), None).await.0, 401);
     assert_eq!(text(&format!("{base}/metrics"), Some("m-456")).await.0, 200);
 
-    let anonymous = Watcher::node(&base, &id, &["--since", "0"]);
+    socket_io_and_the_cli_need_the_token_too(&base, &id).await;
+}
+
+async fn socket_io_and_the_cli_need_the_token_too(base: &str, id: &str) {
+    let anonymous = Watcher::node(base, id, &["--since", "0"]);
     let refused = anonymous.wait_line("connect_error", LIMIT).await;
     assert!(
         refused["message"].as_str().unwrap().contains("token"),
         "{refused}"
     );
-    let authorised = Watcher::node(&base, &id, &["--since", "0", "--token", "tok-123"]);
+    let authorised = Watcher::node(base, id, &["--since", "0", "--token", "tok-123"]);
     let ack = authorised.wait_line("ack", LIMIT).await;
     assert_eq!(ack["ack"]["ok"], true);
 
@@ -130,7 +124,7 @@ async fn the_api_token_guards_http_and_socket_io() {
     let cli = |token: Option<&str>| {
         let mut cmd = std::process::Command::new(swarmq_testkit::procs::binary("swarmq"));
         cmd.env_remove("SWARMQ_API_TOKEN")
-            .args(["--url", &base, "get", &id]);
+            .args(["--url", base, "get", id]);
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
@@ -145,11 +139,8 @@ async fn the_api_token_guards_http_and_socket_io() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_creation_is_rate_limited_per_client() {
     let redis = RedisServer::start();
-    let coordinator = InProcCoordinator::start(
-        &redis.url(),
-        &["--planner", "local", "--create-rate-per-min", "3"],
-    )
-    .await;
+    let coordinator =
+        InProcCoordinator::offline(&redis.url(), &["--create-rate-per-min", "3"]).await;
     let api = coordinator.api();
     for _ in 0..3 {
         assert_eq!(api.create("a", 1).await.0, 201);
@@ -180,16 +171,8 @@ async fn session_creation_is_rate_limited_per_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_allows_only_the_configured_origins() {
     let redis = RedisServer::start();
-    let coordinator = InProcCoordinator::start(
-        &redis.url(),
-        &[
-            "--planner",
-            "local",
-            "--cors-origins",
-            "https://app.example.com",
-        ],
-    )
-    .await;
+    let origins = ["--cors-origins", "https://app.example.com"];
+    let coordinator = InProcCoordinator::offline(&redis.url(), &origins).await;
     let client = reqwest::Client::new();
     let preflight = |origin: &'static str| {
         client
@@ -213,11 +196,7 @@ async fn cors_allows_only_the_configured_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_sessions_expire_after_the_retention_period() {
     let redis = RedisServer::start();
-    let coordinator = InProcCoordinator::start(
-        &redis.url(),
-        &["--planner", "local", "--retention-secs", "2"],
-    )
-    .await;
+    let coordinator = InProcCoordinator::offline(&redis.url(), &["--retention-secs", "2"]).await;
     let _runner = RunnerProcess::start(
         &redis.url(),
         &fixture_worker(""),

@@ -1,28 +1,28 @@
 //! The agent loop of the original plan, for one claimed agent job: take the next pending TODO,
-//! hand it to the agent's worker (started once; later TODOs on its stdin), relay its lines,
-//! record the outcome, repeat; nothing left → terminate the agent and close the worker's stdin.
+//! run it on the agent's worker ([`task`](crate::task)), record how it ended, repeat; nothing
+//! left → the agent is terminated and the worker's stdin closed.
 //!
 //! Every Redis write carries the agent's lease token. If the agent was taken from us (the session
 //! was cancelled, or we were presumed dead and reaped), the write answers `Stale`: we kill the
 //! worker and walk away without recording anything.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::Instant;
 
-use swarmq_shared::event::{AgentReasoning, AgentThinking};
-use swarmq_shared::protocol::{self, TaskLine, WorkerLine};
-use swarmq_shared::store::{
-    AgentDone, AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome,
+use swarmq_shared::rate::TokenBucket;
+use swarmq_shared::transitions::{
+    AfterCompletion, AgentDone, AssignNext, AssignOutcome, AttemptOutcome, CompleteOutcome,
+    CompleteTodo, FailAttempt, Holder, LeaseToken, ReleaseAgent, ReleaseOutcome, StartAgent,
+    StartOutcome,
 };
-use swarmq_shared::{AgentJob, Event, StoreError, TodoId, now_ms};
+use swarmq_shared::{AgentJob, TodoId};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::ctx::Ctx;
-use crate::rate::TokenBucket;
-use crate::worker::{Output, Worker};
-
-/// Events sent to Redis in one script call at most.
-const MAX_BATCH: usize = 256;
+use crate::persist::persist;
+use crate::task::TaskEnd;
+use crate::worker::Worker;
 
 /// How an agent job ended for this runner.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,30 +35,18 @@ pub enum AgentEnd {
     Released,
 }
 
-/// How one TODO ended.
-enum TaskEnd {
-    Completed(Option<String>),
-    /// The attempt failed; `worker_usable` when the worker is alive and may take the next one.
-    Failed {
-        reason: String,
-        worker_usable: bool,
-    },
-    /// The session was cancelled or the lease lost.
-    Cancelled,
-    /// Drain deadline passed mid-task.
-    Drained,
-    Stale,
-}
-
+/// Takes the agent over and runs its TODOs until none is left, the agent is lost, or the runner
+/// drains.
 pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEnd {
-    let max_attempts = ctx.config.max_attempts;
-    let (token, first) = match persist(ctx, "start agent", &cancel, || {
-        ctx.store.start_agent(job, &ctx.runner, max_attempts)
-    })
-    .await
+    let start = StartAgent {
+        job,
+        runner: &ctx.runner,
+        max_attempts: ctx.config.max_attempts,
+    };
+    let (token, first) = match persist(ctx, "start agent", &cancel, || ctx.store.run(&start)).await
     {
-        Some(StartOutcome::Started(token, first)) => (token, first),
-        Some(StartOutcome::Gone(reason)) => {
+        Some(StartOutcome::Started { token, next }) => (token, next),
+        Some(StartOutcome::Gone { reason }) => {
             tracing::info!(reason, "agent job is obsolete, dropped");
             return AgentEnd::Finished;
         }
@@ -72,7 +60,7 @@ pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEn
         worker: None,
         one_shot: ctx.workers_one_shot.load(Ordering::Relaxed),
         batch_no: 0,
-        rate: TokenBucket::new(ctx.config.max_events_per_sec),
+        log_lines: TokenBucket::per_second(ctx.config.max_events_per_sec),
     };
     let end = agent.work(first).await;
     if let Some(mut worker) = agent.worker.take() {
@@ -81,131 +69,217 @@ pub async fn run(ctx: &Ctx, job: AgentJob, cancel: CancellationToken) -> AgentEn
     end
 }
 
-struct AgentRun<'a> {
-    ctx: &'a Ctx,
-    job: AgentJob,
-    token: LeaseToken,
-    cancel: CancellationToken,
-    worker: Option<Worker>,
+/// One agent held by this runner: its lease token, its worker, and what relaying needs.
+pub(crate) struct AgentRun<'a> {
+    pub(crate) ctx: &'a Ctx,
+    pub(crate) job: AgentJob,
+    pub(crate) token: LeaseToken,
+    /// Fires when the agent must be abandoned (session cancelled, lease lost).
+    pub(crate) cancel: CancellationToken,
+    pub(crate) worker: Option<Worker>,
     /// This runner's workers turned out to be one-shot (one exited after a `complete` instead of
     /// reading its next TODO): each TODO goes straight to a fresh process.
-    one_shot: bool,
-    batch_no: u64,
-    rate: TokenBucket,
+    pub(crate) one_shot: bool,
+    /// Number of the last event batch recorded under this token (see `EmitEvents`).
+    pub(crate) batch_no: u64,
+    /// The worker's `log` lines, at most `SWARMQ_WORKER_MAX_EVENTS_PER_SEC`.
+    pub(crate) log_lines: TokenBucket,
+}
+
+/// A TODO this agent holds.
+struct Assigned {
+    todo_id: TodoId,
+    description: String,
+    /// Failed attempts before this one.
+    attempts: u32,
+}
+
+/// What the loop does after recording a TODO's end.
+enum Step {
+    /// Go on; with the next TODO when recording already took it (one round trip per TODO).
+    Next(Option<AssignOutcome>),
+    Stop(AgentEnd),
 }
 
 impl AgentRun<'_> {
     /// Runs TODOs, starting with `first` (taken when the agent was started), until none is left.
     async fn work(&mut self, first: AssignOutcome) -> AgentEnd {
-        let ctx = self.ctx;
-        let max_attempts = ctx.config.max_attempts;
-        // The next TODO, when starting the agent or recording a completion already took it
-        // (one round trip per TODO).
         let mut taken = Some(first);
         loop {
-            if let Some(AssignOutcome::Done(done)) = taken {
-                return self.done(done).await;
+            let todo = match self.next_todo(taken.take()).await {
+                Ok(todo) => todo,
+                Err(end) => return end,
+            };
+            let span =
+                tracing::info_span!("todo", todo_id = %todo.todo_id, attempt = todo.attempts + 1);
+            match self.run_and_record(todo).instrument(span).await {
+                Step::Next(next) => taken = next,
+                Step::Stop(end) => return end,
             }
-            if ctx.draining.is_cancelled() {
-                return self.release("runner draining").await;
-            }
-            let (job, token) = (self.job, self.token.clone());
-            let next = match taken.take() {
-                Some(next) => Some(next),
-                None => {
-                    persist(ctx, "assign next TODO", &self.cancel, || {
-                        ctx.store.assign_next(job, &token, max_attempts)
-                    })
+        }
+    }
+
+    /// The TODO to run: the one already `taken`, else the agent's next. `Err` when the agent's
+    /// run is over: nothing was left, the runner is draining, or the agent is no longer ours.
+    async fn next_todo(&mut self, taken: Option<AssignOutcome>) -> Result<Assigned, AgentEnd> {
+        if let Some(AssignOutcome::Done(done)) = taken {
+            return Err(self.done(done).await);
+        }
+        if self.ctx.draining.is_cancelled() {
+            return Err(self.release("runner draining").await);
+        }
+        let next = match taken {
+            Some(next) => Some(next),
+            None => self.assign_next().await,
+        };
+        match next {
+            Some(AssignOutcome::Assigned {
+                todo_id,
+                description,
+                attempts,
+            }) => Ok(Assigned {
+                todo_id,
+                description,
+                attempts,
+            }),
+            Some(AssignOutcome::Done(done)) => Err(self.done(done).await),
+            Some(AssignOutcome::Stale | AssignOutcome::Ended { .. }) | None => Err(AgentEnd::Lost),
+        }
+    }
+
+    async fn assign_next(&self) -> Option<AssignOutcome> {
+        let ctx = self.ctx;
+        let assign = AssignNext {
+            job: self.job,
+            token: &self.token,
+            max_attempts: ctx.config.max_attempts,
+        };
+        persist(ctx, "assign next TODO", &self.cancel, || {
+            ctx.store.run(&assign)
+        })
+        .await
+    }
+
+    /// Runs one TODO on the worker and records how it ended.
+    async fn run_and_record(&mut self, todo: Assigned) -> Step {
+        let started = Instant::now();
+        let end = self.run_task(todo.todo_id, &todo.description).await;
+        metrics::histogram!("swarmq_task_duration_seconds", "outcome" => end.outcome())
+            .record(started.elapsed().as_secs_f64());
+        match end {
+            TaskEnd::Completed(result) => {
+                self.record_completion(todo.todo_id, result.as_deref(), started)
                     .await
-                }
-            };
-            let (todo_id, description, attempts) = match next {
-                Some(AssignOutcome::Assigned {
-                    todo_id,
-                    description,
-                    attempts,
-                }) => (todo_id, description, attempts),
-                Some(AssignOutcome::Done(done)) => return self.done(done).await,
-                Some(AssignOutcome::Stale) | Some(AssignOutcome::Ended(_)) | None => {
-                    return AgentEnd::Lost;
-                }
-            };
-            let span = tracing::info_span!("todo", todo_id = %todo_id, attempt = attempts + 1);
-            let _enter = span.enter();
-            let started = std::time::Instant::now();
-            let end = self.run_task(todo_id, &description).await;
-            metrics::histogram!("swarmq_task_duration_seconds", "outcome" => end.outcome())
-                .record(started.elapsed().as_secs_f64());
-            match end {
-                TaskEnd::Completed(result) => {
-                    let token = self.token.clone();
-                    // A draining runner takes no further TODO.
-                    let then_next = (!ctx.draining.is_cancelled()).then_some(max_attempts);
-                    let outcome = persist(ctx, "complete TODO", &self.cancel, || {
-                        ctx.store
-                            .complete_todo(job, &token, todo_id, result.clone(), then_next)
-                    })
-                    .await;
-                    match outcome {
-                        Some((Fenced::Ok, next)) => {
-                            taken = next;
-                            tracing::info!(
-                                took_ms = started.elapsed().as_millis() as u64,
-                                "TODO completed"
-                            )
-                        }
-                        Some((Fenced::Mismatch, _)) => {
-                            tracing::warn!("completion not recorded: TODO no longer ours")
-                        }
-                        Some((Fenced::Stale, _)) | None => {
-                            ctx.stats.stale_rejected();
-                            tracing::warn!(
-                                "completion rejected: this runner no longer holds the agent"
-                            );
-                            return AgentEnd::Lost;
-                        }
-                    }
-                }
-                TaskEnd::Failed {
-                    reason,
-                    worker_usable,
-                } => {
-                    tracing::warn!(reason, "attempt failed");
-                    if !worker_usable && let Some(mut w) = self.worker.take() {
-                        w.kill().await;
-                    }
-                    let token = self.token.clone();
-                    let outcome = persist(ctx, "record failed attempt", &self.cancel, || {
-                        ctx.store
-                            .fail_attempt(job, &token, todo_id, &reason, max_attempts)
-                    })
-                    .await;
-                    match outcome {
-                        Some(AttemptOutcome::Retry { attempts }) => {
-                            let wait = ctx.config.retry_backoff(attempts);
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => {}
-                                _ = self.cancel.cancelled() => return AgentEnd::Lost,
-                                _ = ctx.draining.cancelled() => {}
-                            }
-                        }
-                        Some(AttemptOutcome::Failed { attempts }) => {
-                            tracing::warn!(attempts, "TODO failed for good")
-                        }
-                        Some(AttemptOutcome::Rejected(Fenced::Mismatch)) => {}
-                        Some(AttemptOutcome::Rejected(_)) | None => return AgentEnd::Lost,
-                    }
-                }
-                TaskEnd::Cancelled | TaskEnd::Stale => return AgentEnd::Lost,
-                TaskEnd::Drained => {
-                    if let Some(mut w) = self.worker.take() {
-                        w.kill().await;
-                    }
-                    return self
-                        .release("runner shut down before the TODO finished")
-                        .await;
-                }
             }
+            TaskEnd::Failed {
+                reason,
+                worker_usable,
+            } => {
+                if !worker_usable {
+                    self.discard_worker().await;
+                }
+                self.record_failure(todo.todo_id, &reason).await
+            }
+            TaskEnd::TimedOut => {
+                self.discard_worker().await;
+                let reason = format!(
+                    "timed out after {} s (worker process group killed)",
+                    self.ctx.config.task_timeout_secs
+                );
+                self.record_failure(todo.todo_id, &reason).await
+            }
+            TaskEnd::Cancelled | TaskEnd::Stale => Step::Stop(AgentEnd::Lost),
+            TaskEnd::Drained => {
+                self.discard_worker().await;
+                Step::Stop(
+                    self.release("runner shut down before the TODO finished")
+                        .await,
+                )
+            }
+        }
+    }
+
+    /// Records a `complete`, taking the next TODO in the same step unless draining.
+    async fn record_completion(
+        &self,
+        todo_id: TodoId,
+        result: Option<&str>,
+        started: Instant,
+    ) -> Step {
+        let ctx = self.ctx;
+        let then = if ctx.draining.is_cancelled() {
+            AfterCompletion::Stop
+        } else {
+            AfterCompletion::TakeNext {
+                max_attempts: ctx.config.max_attempts,
+            }
+        };
+        let complete = CompleteTodo {
+            job: self.job,
+            token: &self.token,
+            todo_id,
+            result,
+            then,
+        };
+        let outcome = persist(ctx, "complete TODO", &self.cancel, || {
+            ctx.store.run(&complete)
+        })
+        .await;
+        match outcome {
+            Some(CompleteOutcome::Recorded { next }) => {
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(took_ms, "TODO completed");
+                Step::Next(next)
+            }
+            Some(CompleteOutcome::Mismatch) => {
+                tracing::warn!("completion not recorded: TODO no longer ours");
+                Step::Next(None)
+            }
+            Some(CompleteOutcome::Stale) | None => {
+                ctx.stats.count_stale_write();
+                tracing::warn!("completion rejected: this runner no longer holds the agent");
+                Step::Stop(AgentEnd::Lost)
+            }
+        }
+    }
+
+    /// Records a failed attempt; before a retry, waits the retry backoff.
+    async fn record_failure(&self, todo_id: TodoId, reason: &str) -> Step {
+        tracing::warn!(reason, "attempt failed");
+        let ctx = self.ctx;
+        let fail = FailAttempt {
+            job: self.job,
+            token: &self.token,
+            todo_id,
+            error: reason,
+            max_attempts: ctx.config.max_attempts,
+        };
+        let outcome = persist(ctx, "record failed attempt", &self.cancel, || {
+            ctx.store.run(&fail)
+        })
+        .await;
+        match outcome {
+            Some(AttemptOutcome::Retry { attempts }) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(ctx.config.retry_backoff(attempts)) => {}
+                    _ = self.cancel.cancelled() => return Step::Stop(AgentEnd::Lost),
+                    _ = ctx.draining.cancelled() => {}
+                }
+                Step::Next(None)
+            }
+            Some(AttemptOutcome::Failed { attempts }) => {
+                tracing::warn!(attempts, "TODO failed for good");
+                Step::Next(None)
+            }
+            Some(AttemptOutcome::Mismatch) => Step::Next(None),
+            Some(AttemptOutcome::Stale) | None => Step::Stop(AgentEnd::Lost),
+        }
+    }
+
+    /// Kills the worker, if any: it cannot take another TODO.
+    async fn discard_worker(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.kill().await;
         }
     }
 
@@ -213,10 +287,9 @@ impl AgentRun<'_> {
     /// grace period to clean up before the slot takes its next job.
     async fn done(&mut self, done: AgentDone) -> AgentEnd {
         match done {
-            AgentDone::SessionEnded(status) => {
-                tracing::info!(status, "last agent terminated: session ended");
-                metrics::counter!("swarmq_sessions_finished_total", "status" => status)
-                    .increment(1);
+            AgentDone::SessionEnded { status } => {
+                tracing::info!(%status, "last agent terminated: session ended");
+                swarmq_shared::metrics::count_session_finished(status);
             }
             AgentDone::Terminated | AgentDone::Already => tracing::info!("agent terminated"),
         }
@@ -234,371 +307,19 @@ impl AgentRun<'_> {
             worker.finish(self.ctx.config.exit_grace()).await;
         }
         let ctx = self.ctx;
-        let (job, token) = (self.job, self.token.clone());
+        let release = ReleaseAgent {
+            job: self.job,
+            holder: Holder::Token(&self.token),
+            count_attempt: false,
+            reason,
+        };
         match persist(ctx, "release agent", &self.cancel, || {
-            ctx.store
-                .release_agent(job, Owner::Token(&token), false, reason)
+            ctx.store.run(&release)
         })
         .await
         {
-            Some(true) => AgentEnd::Released,
-            _ => AgentEnd::Lost,
+            Some(ReleaseOutcome::Released) => AgentEnd::Released,
+            Some(ReleaseOutcome::NotHeld) | None => AgentEnd::Lost,
         }
-    }
-
-    /// Gives the TODO to the worker (stdin of the running one, or a fresh process) and relays
-    /// its output until the TODO ends.
-    async fn run_task(&mut self, todo_id: TodoId, description: &str) -> TaskEnd {
-        let task = TaskLine {
-            task_id: todo_id.to_string(),
-            description: description.to_owned(),
-        };
-        let mut via_stdin = false;
-        if self.one_shot {
-            // It is exiting after its `complete`. A slot runs one worker process at a time, so the
-            // next starts when this one is gone (within the exit grace, or killed): overlapping
-            // them only makes them compete for the same cores (docs/benchmarks.md, W1).
-            if let Some(old) = self.worker.take() {
-                old.finish(self.ctx.config.exit_grace()).await;
-            }
-        } else if let Some(worker) = self.worker.as_mut() {
-            if !worker.has_exited() && worker.send_task(&task).await.is_ok() {
-                via_stdin = true;
-            } else if let Some(mut w) = self.worker.take() {
-                w.kill().await;
-            }
-        }
-        let deadline = tokio::time::Instant::now() + self.ctx.config.task_timeout();
-        loop {
-            if self.worker.is_none() {
-                match Worker::spawn(&self.ctx.spec, self.job, &task.task_id, &task.description) {
-                    Ok(w) => {
-                        tracing::debug!(pid = w.pid(), "worker started");
-                        self.worker = Some(w);
-                    }
-                    Err(e) => {
-                        return TaskEnd::Failed {
-                            reason: format!(
-                                "could not start worker {:?}: {e}",
-                                self.ctx.spec.program
-                            ),
-                            worker_usable: false,
-                        };
-                    }
-                }
-            }
-            match self.relay_until_done(todo_id, deadline).await {
-                Relayed::Ended(end) => return end,
-                Relayed::ExitedSilently if via_stdin => {
-                    // A one-shot worker exited after its last TODO before reading this one:
-                    // deliver it to a fresh process, without counting an attempt.
-                    tracing::debug!(
-                        "worker exited without reading its next TODO; starting a fresh one"
-                    );
-                    self.worker = None;
-                    self.one_shot = true;
-                    ctx_one_shot(self.ctx);
-                    via_stdin = false;
-                }
-                Relayed::ExitedSilently => {
-                    let reason = self.exit_reason("exited without reporting complete").await;
-                    return TaskEnd::Failed {
-                        reason,
-                        worker_usable: false,
-                    };
-                }
-            }
-        }
-    }
-
-    async fn exit_reason(&mut self, what: &str) -> String {
-        let Some(worker) = self.worker.as_mut() else {
-            return what.to_owned();
-        };
-        let status = worker.wait_exit(Duration::from_secs(2)).await;
-        let tail = worker.stderr_tail();
-        let mut reason = if status.success() {
-            format!("worker {what} (exit status 0)")
-        } else {
-            format!("worker {status}")
-        };
-        if !tail.is_empty() {
-            let tail: String = tail
-                .chars()
-                .rev()
-                .take(1000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            reason.push_str("; stderr: ");
-            reason.push_str(&tail);
-        }
-        reason
-    }
-
-    async fn relay_until_done(
-        &mut self,
-        todo_id: TodoId,
-        deadline: tokio::time::Instant,
-    ) -> Relayed {
-        let ctx = self.ctx;
-        let mut batch: Vec<Event> = Vec::new();
-        let mut saw_line = false;
-        let drain_deadline = ctx.drain_deadline.clone();
-        loop {
-            let Some(worker) = self.worker.as_mut() else {
-                return Relayed::ExitedSilently;
-            };
-            let item = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Relayed::Ended(TaskEnd::Cancelled),
-                _ = drain_deadline.cancelled() => {
-                    let _ = self.flush(&mut batch).await;
-                    return Relayed::Ended(TaskEnd::Drained);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let _ = self.flush(&mut batch).await;
-                    if let Some(w) = self.worker.as_mut() {
-                        w.kill().await;
-                    }
-                    let reason = format!("timed out after {} s (worker process group killed)", ctx.config.task_timeout_secs);
-                    return Relayed::Ended(TaskEnd::Failed { reason, worker_usable: false });
-                }
-                item = worker.next_output() => item,
-            };
-            let line = match item {
-                Some(Output::Line(line)) => line,
-                Some(Output::Oversized(len)) => {
-                    ctx.stats.line_oversized();
-                    tracing::warn!(
-                        len,
-                        limit = ctx.spec.max_line_bytes,
-                        "worker line too long, discarded"
-                    );
-                    saw_line = true;
-                    continue;
-                }
-                None => {
-                    if let Err(end) = self.flush(&mut batch).await {
-                        return Relayed::Ended(end);
-                    }
-                    if saw_line {
-                        let reason = self.exit_reason("exited without reporting complete").await;
-                        return Relayed::Ended(TaskEnd::Failed {
-                            reason,
-                            worker_usable: false,
-                        });
-                    }
-                    let exit = match self.worker.as_mut() {
-                        Some(w) => w.wait_exit(Duration::from_secs(2)).await,
-                        None => return Relayed::ExitedSilently,
-                    };
-                    if exit.success() {
-                        return Relayed::ExitedSilently;
-                    }
-                    let reason = self.exit_reason("exited").await;
-                    return Relayed::Ended(TaskEnd::Failed {
-                        reason,
-                        worker_usable: false,
-                    });
-                }
-            };
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            saw_line = true;
-            let parsed = match protocol::parse_line(&line) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    ctx.stats.line_invalid();
-                    let preview: String =
-                        String::from_utf8_lossy(&line).chars().take(120).collect();
-                    tracing::warn!(error = %e, line = %preview, "ignored a bad worker line");
-                    continue;
-                }
-            };
-            match parsed {
-                WorkerLine::Log { action, reasoning } => {
-                    if !self.rate.try_take() {
-                        ctx.stats.line_throttled();
-                        continue;
-                    }
-                    let timestamp = now_ms();
-                    let agent_id = self.job.agent_id;
-                    if let Some(action) = action {
-                        batch.push(Event::AgentThinking(AgentThinking {
-                            agent_id,
-                            action,
-                            timestamp,
-                        }));
-                    }
-                    if let Some(reasoning) = reasoning {
-                        batch.push(Event::AgentReasoning(AgentReasoning {
-                            agent_id,
-                            reasoning,
-                            timestamp,
-                        }));
-                    }
-                }
-                WorkerLine::SandboxReady {
-                    sandbox_id,
-                    stream_url,
-                } => {
-                    if let Err(end) = self.flush(&mut batch).await {
-                        return Relayed::Ended(end);
-                    }
-                    let (job, token) = (self.job, self.token.clone());
-                    let outcome = persist(ctx, "record sandbox", &self.cancel, || {
-                        ctx.store
-                            .stream_ready(job, &token, sandbox_id.clone(), stream_url.clone())
-                    })
-                    .await;
-                    if !matches!(outcome, Some(Fenced::Ok)) {
-                        return Relayed::Ended(TaskEnd::Stale);
-                    }
-                }
-                WorkerLine::Complete {
-                    todo_id: named,
-                    result,
-                } => {
-                    if !names_current(named.as_deref(), todo_id) {
-                        ctx.stats.line_invalid();
-                        tracing::warn!(named = ?named, "worker completed another TODO; ignored");
-                        continue;
-                    }
-                    if let Err(end) = self.flush(&mut batch).await {
-                        return Relayed::Ended(end);
-                    }
-                    return Relayed::Ended(TaskEnd::Completed(protocol::result_text(result)));
-                }
-                WorkerLine::Fail {
-                    todo_id: named,
-                    reason,
-                } => {
-                    if !names_current(named.as_deref(), todo_id) {
-                        ctx.stats.line_invalid();
-                        tracing::warn!(named = ?named, "worker failed another TODO; ignored");
-                        continue;
-                    }
-                    if let Err(end) = self.flush(&mut batch).await {
-                        return Relayed::Ended(end);
-                    }
-                    let reason = reason
-                        .filter(|r| !r.trim().is_empty())
-                        .unwrap_or_else(|| "worker reported failure".into());
-                    return Relayed::Ended(TaskEnd::Failed {
-                        reason: format!("worker: {reason}"),
-                        worker_usable: true,
-                    });
-                }
-            }
-            let drained = self.worker.as_ref().is_none_or(Worker::output_drained);
-            if !batch.is_empty()
-                && (drained || batch.len() >= MAX_BATCH)
-                && let Err(end) = self.flush(&mut batch).await
-            {
-                return Relayed::Ended(end);
-            }
-        }
-    }
-
-    /// Records the batched events. `Err(Stale)` when the agent is no longer ours.
-    async fn flush(&mut self, batch: &mut Vec<Event>) -> Result<(), TaskEnd> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.batch_no += 1;
-        let ctx = self.ctx;
-        let (job, token, n) = (self.job, self.token.clone(), self.batch_no);
-        let outcome = persist(ctx, "record events", &self.cancel, || {
-            ctx.store.emit_events(job, &token, n, batch)
-        })
-        .await;
-        let count = batch.len();
-        batch.clear();
-        match outcome {
-            Some(Fenced::Ok) => {
-                ctx.stats.events_published(count);
-                Ok(())
-            }
-            _ => {
-                ctx.stats.stale_rejected();
-                tracing::warn!(
-                    count,
-                    "events rejected: this runner no longer holds the agent"
-                );
-                Err(TaskEnd::Stale)
-            }
-        }
-    }
-}
-
-impl TaskEnd {
-    /// The `outcome` label of `swarmq_task_duration_seconds`.
-    fn outcome(&self) -> &'static str {
-        match self {
-            Self::Completed(_) => "completed",
-            Self::Failed { reason, .. } if reason.starts_with("timed out") => "timeout",
-            Self::Failed { .. } => "failed",
-            Self::Cancelled | Self::Stale => "cancelled",
-            Self::Drained => "handed_back",
-        }
-    }
-}
-
-enum Relayed {
-    Ended(TaskEnd),
-    /// The worker exited 0 without printing anything for this TODO.
-    ExitedSilently,
-}
-
-/// The worker command is the same for every agent of this runner: once one worker proved
-/// one-shot, new agents start each TODO in a fresh process instead of finding out again.
-fn ctx_one_shot(ctx: &Ctx) {
-    if !ctx.workers_one_shot.swap(true, Ordering::Relaxed) {
-        tracing::info!("workers exit after each TODO: one process per TODO from now on");
-    }
-}
-
-/// A `complete`/`fail` line names the current TODO (or none, meaning the current one).
-fn names_current(named: Option<&str>, current: TodoId) -> bool {
-    match named {
-        None => true,
-        Some(id) => TodoId::parse(id).is_ok_and(|id| id == current),
-    }
-}
-
-/// Runs a Redis call until it succeeds: a transition must not be lost to a Redis blip. Gives up
-/// (`None`) when `cancel` fires, or on an error that retrying cannot fix (logged).
-pub async fn persist<T, F, Fut>(
-    ctx: &Ctx,
-    what: &str,
-    cancel: &CancellationToken,
-    mut call: F,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match call().await {
-            Ok(value) => return Some(value),
-            Err(e) if e.is_unavailable() => {
-                ctx.stats.redis_error();
-                tracing::warn!(what, error = %e, ?backoff, "redis unavailable, retrying");
-            }
-            Err(e) => {
-                ctx.stats.redis_error();
-                tracing::error!(what, error = %e, "redis call failed");
-                return None;
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cancel.cancelled() => return None,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }

@@ -4,7 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use swarmq_shared::telemetry::LogFormat;
+use swarmq_shared::backoff::Backoff;
+use swarmq_shared::settings::CommonSettings;
+
+/// The longest wait between attempts at a TODO, however many failed (`SWARMQ_RETRY_BACKOFF_MS`
+/// doubles per attempt up to this).
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -13,18 +18,8 @@ use swarmq_shared::telemetry::LogFormat;
     about = "swarmq runner: claims agent jobs from Redis and runs their worker processes"
 )]
 pub struct Config {
-    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// Prefix of every Redis key and channel (must match the coordinators').
-    #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
-    pub prefix: String,
+    #[command(flatten)]
+    pub common: CommonSettings,
 
     /// Worker command, split on whitespace (no shell quoting: wrap complex commands in a script).
     #[arg(
@@ -118,20 +113,10 @@ pub struct Config {
     )]
     pub dedalus_api_key: String,
 
-    /// Approximate number of events kept per session (Redis stream MAXLEN ~); use the same value
-    /// as the coordinators.
-    #[arg(long, env = "SWARMQ_EVENTS_MAXLEN", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(100..))]
-    pub events_maxlen: u64,
-
     /// Address of a small HTTP listener serving /metrics, /healthz and /readyz
     /// (e.g. 0.0.0.0:9090). Unset: no listener.
     #[arg(long, env = "SWARMQ_RUNNER_HTTP")]
     pub runner_http: Option<std::net::SocketAddr>,
-
-    /// Log format: human or json. RUST_LOG sets the filter (default info).
-    #[arg(long, env = "SWARMQ_LOG_FORMAT", default_value = "human")]
-    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -161,7 +146,10 @@ impl Config {
 
     /// Backoff before retrying after the `attempts`-th failure.
     pub fn retry_backoff(&self, attempts: u32) -> Duration {
-        let factor = 2u64.saturating_pow(attempts.saturating_sub(1).min(16));
-        Duration::from_millis(self.retry_backoff_ms.saturating_mul(factor).min(60_000))
+        Backoff::nth(
+            Duration::from_millis(self.retry_backoff_ms),
+            attempts.saturating_sub(1),
+            MAX_RETRY_BACKOFF,
+        )
     }
 }

@@ -1,4 +1,5 @@
-//! What every task of a runner shares.
+//! What every task of a runner shares: the store, the settings, the worker command, the
+//! drain signals, the agents being worked (each with the token that aborts it) and the counters.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,6 +65,15 @@ impl Ctx {
         lock(&self.active).len()
     }
 
+    /// One worker proved one-shot (it exited after its `complete` instead of reading the next
+    /// TODO on stdin). The worker command is the same for every agent of this runner, so new
+    /// agents start each TODO in a fresh process instead of finding out again.
+    pub fn note_workers_one_shot(&self) {
+        if !self.workers_one_shot.swap(true, Ordering::Relaxed) {
+            tracing::info!("workers exit after each TODO: one process per TODO from now on");
+        }
+    }
+
     pub fn is_active(&self, job: &str) -> bool {
         lock(&self.active).keys().any(|j| j.to_string() == job)
     }
@@ -90,7 +100,7 @@ impl Ctx {
     }
 
     /// This runner was presumed dead and its agents handed to others: abort them all.
-    pub fn lost_all_leases(&self) {
+    pub fn abort_all_agents(&self) {
         metrics::counter!("swarmq_leases_lost_total").increment(1);
         let mut epoch = lock(&self.epoch);
         epoch.cancel();
@@ -115,29 +125,29 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn line_invalid(&self) {
+    pub fn count_invalid_line(&self) {
         self.lines_invalid.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("swarmq_worker_lines_dropped_total", "reason" => "invalid").increment(1);
     }
-    pub fn line_oversized(&self) {
+    pub fn count_oversized_line(&self) {
         self.lines_oversized.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("swarmq_worker_lines_dropped_total", "reason" => "oversized")
             .increment(1);
     }
-    pub fn line_throttled(&self) {
+    pub fn count_throttled_line(&self) {
         self.lines_throttled.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("swarmq_worker_lines_dropped_total", "reason" => "throttled")
             .increment(1);
     }
-    pub fn events_published(&self, n: usize) {
+    pub fn count_events_published(&self, n: usize) {
         self.events_published.fetch_add(n as u64, Ordering::Relaxed);
         metrics::counter!("swarmq_events_published_total").increment(n as u64);
     }
-    pub fn stale_rejected(&self) {
+    pub fn count_stale_write(&self) {
         self.stale_rejected.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("swarmq_stale_writes_rejected_total").increment(1);
     }
-    pub fn redis_error(&self) {
+    pub fn count_redis_error(&self) {
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("swarmq_redis_errors_total").increment(1);
     }

@@ -5,17 +5,25 @@
 //! # Layout
 //! - [`config`]: the operator settings (clap).
 //! - this file: [`Runner`] — registration, the claiming slots, drain and shutdown.
-//! - [`agent`]: the agent loop for one claimed job (next TODO, relay, complete, repeat).
+//! - [`agent`]: the agent loop for one claimed job (next TODO, run it, record it, repeat).
+//! - [`task`]: one TODO on the agent's worker: hand it over, relay the worker's lines.
 //! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
-//! - [`lease`]: heartbeat, reaping dead runners, cancel notifications, orphan sweep.
-//! - [`ctx`]: what the tasks share; [`rate`]: the per-worker event rate limit.
+//! - [`persist`](mod@persist): retrying a Redis call through a blip.
+//! - [`lease`]: registration and the heartbeat, with the duties on its beat (reaping dead
+//!   runners is `swarmq_shared::reaper`).
+//! - [`control`]: cancel notifications; [`orphans`]: claimed jobs no slot works.
+//! - [`http`]: the optional `/metrics`, `/healthz`, `/readyz` listener.
+//! - [`ctx`]: what the tasks share, and the runner's counters.
 
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod ctx;
 pub mod http;
 pub mod lease;
-pub mod rate;
+pub mod orphans;
+pub mod persist;
+pub mod task;
 pub mod worker;
 
 use std::path::Path;
@@ -23,8 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::telemetry::redact_url;
-use swarmq_shared::{AgentJob, RunnerId, Store};
+use swarmq_shared::transitions::RequeueJob;
+use swarmq_shared::{AgentJob, RunnerId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -33,10 +43,17 @@ pub use config::Config;
 
 use crate::agent::AgentEnd;
 use crate::ctx::Ctx;
+use crate::persist::persist;
 use crate::worker::WorkerSpec;
 
 /// How long one BLMOVE waits before the slot checks whether it should stop.
 const CLAIM_BLOCK: Duration = Duration::from_secs(2);
+/// The longest wait between attempts to open a claiming connection: every slot retries, so a
+/// runner with many slots must not hammer a Redis that is down.
+const CLAIM_RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How long a slot keeps trying to update its claimed list through a Redis outage: past it the
+/// job stays there, and the reaper hands it back once this runner's lease expires.
+const CLAIMED_UPDATE_LIMIT: Duration = Duration::from_secs(15);
 /// Environment names every worker gets from the contract; pass-through cannot override them.
 const CONTRACT_ENV: [&str; 7] = [
     "SESSION_ID",
@@ -54,8 +71,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.redis_url, &config.prefix, config.events_maxlen)
-            .map_err(anyhow::Error::msg)?;
+        let store = config.common.store().map_err(anyhow::Error::msg)?;
         let cwd = config.worker_cwd.canonicalize().with_context(|| {
             format!(
                 "SWARMQ_WORKER_CWD {} is not an existing directory",
@@ -90,7 +106,7 @@ impl Runner {
             slots = config.slots(),
             worker = %config.worker_cmd,
             cwd = %ctx.spec.cwd.display(),
-            redis = %redact_url(&config.redis_url),
+            redis = %redact_url(&config.common.redis_url),
             "runner starting"
         );
         let background = CancellationToken::new();
@@ -108,7 +124,7 @@ impl Runner {
             return Ok(());
         }
         tokio::spawn(lease::heartbeat_loop(ctx.clone(), background.clone()));
-        tokio::spawn(lease::control_loop(ctx.clone(), background.clone()));
+        tokio::spawn(control::control_loop(ctx.clone(), background.clone()));
 
         let mut slots = JoinSet::new();
         for n in 0..config.slots() {
@@ -117,34 +133,40 @@ impl Runner {
         }
         tracing::info!(runner_id = %ctx.runner, "runner ready, claiming agent jobs");
         shutdown.cancelled().await;
-
-        tracing::info!(
-            busy = ctx.busy(),
-            drain_secs = config.drain_secs,
-            "draining"
-        );
-        ctx.draining.cancel();
-        let deadline = ctx.drain_deadline.clone();
-        let drain = config.drain();
-        tokio::spawn(async move {
-            tokio::time::sleep(drain).await;
-            deadline.cancel();
-        });
-        while slots.join_next().await.is_some() {}
-        lease::hand_back_stranded(&ctx).await;
-        if let Err(e) = ctx.store.deregister(&ctx.runner).await {
-            tracing::warn!(error = %e, "could not deregister (the lease will expire)");
-        }
+        drain(&ctx, slots).await;
         background.cancel();
         tracing::info!(runner_id = %ctx.runner, stats = ?ctx.stats, "runner stopped");
         Ok(())
     }
 }
 
+/// Stops claiming and lets the slots finish their TODOs within the drain period (after it,
+/// workers are killed and their agents handed back); then whatever is still claimed goes back
+/// to the queue and the runner leaves the registry.
+async fn drain(ctx: &Ctx, mut slots: JoinSet<()>) {
+    tracing::info!(
+        busy = ctx.busy(),
+        drain_secs = ctx.config.drain_secs,
+        "draining"
+    );
+    ctx.draining.cancel();
+    let deadline = ctx.drain_deadline.clone();
+    let drain = ctx.config.drain();
+    tokio::spawn(async move {
+        tokio::time::sleep(drain).await;
+        deadline.cancel();
+    });
+    while slots.join_next().await.is_some() {}
+    orphans::hand_back_stranded(ctx).await;
+    if let Err(e) = ctx.store.deregister(&ctx.runner).await {
+        tracing::warn!(error = %e, "could not deregister (the lease will expire)");
+    }
+}
+
 /// One claiming loop: BLMOVE an agent job, run the agent, repeat, until draining.
 async fn slot(ctx: Arc<Ctx>, n: usize) {
     let mut claimer = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), CLAIM_RECONNECT_MAX);
     // The job this slot finished, still in the claimed list: removed with the next claim.
     let mut finished: Option<String> = None;
     loop {
@@ -155,12 +177,10 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             match ctx.store.claimer(&ctx.runner, CLAIM_BLOCK).await {
                 Ok(c) => claimer = Some(c),
                 Err(e) => {
-                    tracing::warn!(slot = n, error = %e, ?backoff, "cannot open a claiming connection, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = ctx.draining.cancelled() => break,
+                    tracing::warn!(slot = n, error = %e, "cannot open a claiming connection, retrying");
+                    if !backoff.wait(&ctx.draining).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             }
@@ -174,7 +194,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             Ok(job) => {
                 finished = None;
                 if let Some(raw) = job {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     finished = run_job(&ctx, raw).await;
                 }
             }
@@ -211,10 +231,11 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
     match end {
         AgentEnd::Finished | AgentEnd::Lost => Some(raw),
         AgentEnd::Released => {
-            update_claimed(ctx, "requeue agent job", &raw, || {
-                ctx.store.requeue_job(&ctx.runner, &raw)
-            })
-            .await;
+            let requeue = RequeueJob {
+                runner: &ctx.runner,
+                job: &raw,
+            };
+            update_claimed(ctx, "requeue agent job", &raw, || ctx.store.run(&requeue)).await;
             None
         }
     }
@@ -228,16 +249,15 @@ async fn drop_finished(ctx: &Ctx, raw: &str) {
     .await;
 }
 
-/// Updates our claimed list through Redis blips, for at most 15 s: if Redis stays away, the
-/// reaper hands the job back after our lease expires.
+/// Updates our claimed list through Redis blips, for at most [`CLAIMED_UPDATE_LIMIT`].
 async fn update_claimed<T, F, Fut>(ctx: &Ctx, what: &str, job: &str, call: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, swarmq_shared::StoreError>>,
 {
     let never = CancellationToken::new();
-    let update = agent::persist(ctx, what, &never, call);
-    if tokio::time::timeout(Duration::from_secs(15), update)
+    let update = persist(ctx, what, &never, call);
+    if tokio::time::timeout(CLAIMED_UPDATE_LIMIT, update)
         .await
         .is_err()
     {

@@ -1,13 +1,13 @@
 use std::process::ExitCode;
 
 use swarmq_runner::{Config, Runner};
-use swarmq_shared::{cli, telemetry};
+use swarmq_shared::{cli, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = cli::parse_or_exit("swarmq-runner");
-    telemetry::init(config.log_format);
+    telemetry::init(config.common.log_format);
     let runner = match Runner::build(config) {
         Ok(r) => r,
         Err(e) => {
@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(cli::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     match runner.run_until_stopped(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -232,27 +232,35 @@ async fn misbehaving_workers_never_hurt_the_runner() {
         )
         .await;
     let bad = api.create_ok("crash; exit0; hang; fail", 3).await;
-    let s = cluster.wait_finished(&good).await;
+    the_well_behaved_lines_got_through(&cluster, &good).await;
+    each_misbehaviour_failed_its_todo_with_its_reason(&cluster, &bad).await;
+    the_runner_survived_and_reported(&cluster);
+}
+
+/// The good session completed; the flood was throttled, not relayed whole, and nothing else was
+/// dropped; the wrong-id completion completed nothing it named.
+async fn the_well_behaved_lines_got_through(cluster: &Cluster, good: &str) {
+    let s = cluster.wait_finished(good).await;
     assert_eq!(s["status"], "completed", "{s}");
-    let r = recorded(&cluster.redis.url(), &good).await;
+    let r = recorded(&cluster.redis.url(), good).await;
     let counts = check_finished(&r);
-    // The flood was throttled, not relayed whole, and nothing else was dropped.
     let thinking = counts.get("agent:thinking").copied().unwrap_or(0);
     assert!(
         thinking < 3000,
         "{thinking} thinking events from a 5000-line flood at 200/s"
     );
-    // The wrong-id completion did not complete anything it named.
     assert!(
         r.session
             .todos
             .iter()
             .all(|t| t.result.as_deref() != Some("wrong"))
     );
+}
 
-    let s = cluster.wait_finished(&bad).await;
+async fn each_misbehaviour_failed_its_todo_with_its_reason(cluster: &Cluster, bad: &str) {
+    let s = cluster.wait_finished(bad).await;
     assert_eq!(s["status"], "failed", "{s}");
-    let r = recorded(&cluster.redis.url(), &bad).await;
+    let r = recorded(&cluster.redis.url(), bad).await;
     check_finished(&r);
     let error_of = |d: &str| {
         r.session
@@ -268,21 +276,13 @@ async fn misbehaving_workers_never_hurt_the_runner() {
         "{}",
         error_of("crash")
     );
-    assert!(
-        error_of("exit0").contains("without reporting complete"),
-        "{}",
-        error_of("exit0")
-    );
-    assert!(
-        error_of("hang").contains("timed out"),
-        "{}",
-        error_of("hang")
-    );
-    assert!(
-        error_of("fail").contains("fixture says no"),
-        "{}",
-        error_of("fail")
-    );
+    for (todo, reason) in [
+        ("exit0", "without reporting complete"),
+        ("hang", "timed out"),
+        ("fail", "fixture says no"),
+    ] {
+        assert!(error_of(todo).contains(reason), "{}", error_of(todo));
+    }
     assert!(
         r.session
             .todos
@@ -290,7 +290,9 @@ async fn misbehaving_workers_never_hurt_the_runner() {
             .all(|t| t.status.as_str() == "failed" && t.attempts == 2)
     );
     assert_eq!(s["error"], "4 of 4 TODOs failed");
+}
 
+fn the_runner_survived_and_reported(cluster: &Cluster) {
     let runner = &cluster.runners[0].process;
     assert!(
         runner.wait_exit_now().is_none(),

@@ -21,87 +21,33 @@ fn run(bin: &str, envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String)
     )
 }
 
+const RUNNER: &str = "swarmq-runner";
+const COORDINATOR: &str = "swarmq-coordinator";
+
+/// Bad settings: the binary, the variable, its value, what the one line must name.
+#[rustfmt::skip]
+const BAD_SETTINGS: &[(&str, &str, &str, &str)] = &[
+    (RUNNER, "SWARMQ_LEASE_SECS", "soon", "SWARMQ_LEASE_SECS"),
+    (RUNNER, "SWARMQ_RUNNER_SLOTS", "0", "SWARMQ_RUNNER_SLOTS"),
+    (RUNNER, "SWARMQ_MAX_ATTEMPTS", "-1", "SWARMQ_MAX_ATTEMPTS"),
+    (RUNNER, "SWARMQ_LOG_FORMAT", "xml", "SWARMQ_LOG_FORMAT"),
+    (RUNNER, "SWARMQ_WORKER_CMD", "   ", "SWARMQ_WORKER_CMD"),
+    (RUNNER, "SWARMQ_WORKER_CMD", "no-such-program-xyz", "not found"),
+    (RUNNER, "SWARMQ_WORKER_CWD", "/no/such/dir", "SWARMQ_WORKER_CWD"),
+    (RUNNER, "SWARMQ_WORKER_PASS_ENV", "A B", "SWARMQ_WORKER_PASS_ENV"),
+    (RUNNER, "SWARMQ_PREFIX", "a{b}", "prefix"),
+    (RUNNER, "REDIS_URL", "http://nope", "REDIS_URL"),
+    (COORDINATOR, "PORT", "eighty", "PORT"),
+    (COORDINATOR, "SWARMQ_MAX_AGENTS", "0", "SWARMQ_MAX_AGENTS"),
+    (COORDINATOR, "SWARMQ_PLANNER", "magic", "SWARMQ_PLANNER"),
+    (COORDINATOR, "SWARMQ_PLANNER", "anthropic", "ANTHROPIC_API_KEY"),
+    (COORDINATOR, "HOST", "not-an-ip", "HOST"),
+    (COORDINATOR, "REDIS_URL", "redis://user:hunter2@[bad", "REDIS_URL"),
+];
+
 #[test]
 fn bad_settings_stop_start_up_with_one_clear_line() {
-    let cases: &[(&str, &str, &str, &str)] = &[
-        (
-            "swarmq-runner",
-            "SWARMQ_LEASE_SECS",
-            "soon",
-            "SWARMQ_LEASE_SECS",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_RUNNER_SLOTS",
-            "0",
-            "SWARMQ_RUNNER_SLOTS",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_MAX_ATTEMPTS",
-            "-1",
-            "SWARMQ_MAX_ATTEMPTS",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_LOG_FORMAT",
-            "xml",
-            "SWARMQ_LOG_FORMAT",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_WORKER_CMD",
-            "   ",
-            "SWARMQ_WORKER_CMD",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_WORKER_CMD",
-            "no-such-program-xyz",
-            "not found",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_WORKER_CWD",
-            "/no/such/dir",
-            "SWARMQ_WORKER_CWD",
-        ),
-        (
-            "swarmq-runner",
-            "SWARMQ_WORKER_PASS_ENV",
-            "A B",
-            "SWARMQ_WORKER_PASS_ENV",
-        ),
-        ("swarmq-runner", "SWARMQ_PREFIX", "a{b}", "prefix"),
-        ("swarmq-runner", "REDIS_URL", "http://nope", "REDIS_URL"),
-        ("swarmq-coordinator", "PORT", "eighty", "PORT"),
-        (
-            "swarmq-coordinator",
-            "SWARMQ_MAX_AGENTS",
-            "0",
-            "SWARMQ_MAX_AGENTS",
-        ),
-        (
-            "swarmq-coordinator",
-            "SWARMQ_PLANNER",
-            "magic",
-            "SWARMQ_PLANNER",
-        ),
-        (
-            "swarmq-coordinator",
-            "SWARMQ_PLANNER",
-            "anthropic",
-            "ANTHROPIC_API_KEY",
-        ),
-        ("swarmq-coordinator", "HOST", "not-an-ip", "HOST"),
-        (
-            "swarmq-coordinator",
-            "REDIS_URL",
-            "redis://user:hunter2@[bad",
-            "REDIS_URL",
-        ),
-    ];
-    for (bin, var, value, needle) in cases {
+    for (bin, var, value, needle) in BAD_SETTINGS {
         let (code, _, stderr) = run(bin, &[(var, value)], &[]);
         assert!(
             code == 1 || code == 2,
@@ -126,6 +72,19 @@ fn bad_settings_stop_start_up_with_one_clear_line() {
     }
 }
 
+/// Settings each binary's `--help` must document.
+#[rustfmt::skip]
+const COORDINATOR_SETTINGS: &[&str] = &[
+    "REDIS_URL", "SWARMQ_PREFIX", "HOST", "PORT", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL", "SWARMQ_PLANNER", "SWARMQ_MAX_AGENTS", "SWARMQ_LOG_FORMAT",
+];
+#[rustfmt::skip]
+const RUNNER_SETTINGS: &[&str] = &[
+    "SWARMQ_WORKER_CMD", "SWARMQ_WORKER_CWD", "SWARMQ_RUNNER_SLOTS", "SWARMQ_TASK_TIMEOUT_SECS",
+    "SWARMQ_MAX_ATTEMPTS", "SWARMQ_LEASE_SECS", "SWARMQ_DRAIN_SECS", "SOCKET_URL", "E2B_API_KEY",
+    "DEDALUS_API_KEY", "SWARMQ_WORKER_PASS_ENV",
+];
+
 #[test]
 fn help_documents_every_setting_and_hides_secrets() {
     let secret = [
@@ -133,37 +92,14 @@ fn help_documents_every_setting_and_hides_secrets() {
         ("REDIS_URL", "redis://:hunter2@h:1"),
         ("E2B_API_KEY", "e2b-secret"),
     ];
-    let (code, help, _) = run("swarmq-coordinator", &secret, &["--help"]);
+    let (code, help, _) = run(COORDINATOR, &secret, &["--help"]);
     assert_eq!(code, 0);
-    for var in [
-        "REDIS_URL",
-        "SWARMQ_PREFIX",
-        "HOST",
-        "PORT",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_MODEL",
-        "SWARMQ_PLANNER",
-        "SWARMQ_MAX_AGENTS",
-        "SWARMQ_LOG_FORMAT",
-    ] {
+    for var in COORDINATOR_SETTINGS {
         assert!(help.contains(var), "coordinator --help lacks {var}");
     }
-    let (code, runner_help, _) = run("swarmq-runner", &secret, &["--help"]);
+    let (code, runner_help, _) = run(RUNNER, &secret, &["--help"]);
     assert_eq!(code, 0);
-    for var in [
-        "SWARMQ_WORKER_CMD",
-        "SWARMQ_WORKER_CWD",
-        "SWARMQ_RUNNER_SLOTS",
-        "SWARMQ_TASK_TIMEOUT_SECS",
-        "SWARMQ_MAX_ATTEMPTS",
-        "SWARMQ_LEASE_SECS",
-        "SWARMQ_DRAIN_SECS",
-        "SOCKET_URL",
-        "E2B_API_KEY",
-        "DEDALUS_API_KEY",
-        "SWARMQ_WORKER_PASS_ENV",
-    ] {
+    for var in RUNNER_SETTINGS {
         assert!(runner_help.contains(var), "runner --help lacks {var}");
     }
     for text in [&help, &runner_help] {

@@ -49,29 +49,19 @@ fn one_line(cmd: &clap::Command, e: &clap::Error) -> String {
         .trim_start_matches("error: ")
         .to_owned();
     // Name the env var too: operators mostly set these through the environment.
-    let env = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => {
-            let long = arg
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("--");
-            cmd.get_arguments()
-                .find(|a| a.get_long() == Some(long))
-                .and_then(|a| a.get_env())
-                .map(|env| env.to_string_lossy().into_owned())
-        }
-        _ => None,
-    };
+    let long = arg_long(e);
+    let env = cmd
+        .get_arguments()
+        .find(|a| !long.is_empty() && a.get_long() == Some(long.as_str()))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
     match env {
-        Some(env) => format!(
-            "invalid setting: {first} (flag --{}, env {env})",
-            arg_long(e)
-        ),
+        Some(env) => format!("invalid setting: {first} (flag --{long}, env {env})"),
         None => format!("invalid setting: {first}"),
     }
 }
 
+/// The long flag name clap's error is about (`""` when it names none).
 fn arg_long(e: &clap::Error) -> String {
     match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(arg)) => arg
@@ -82,21 +72,4 @@ fn arg_long(e: &clap::Error) -> String {
             .to_owned(),
         _ => String::new(),
     }
-}
-
-/// Cancels `token` on the first SIGINT or SIGTERM.
-pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    token.cancel();
 }

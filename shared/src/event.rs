@@ -1,11 +1,13 @@
 //! The Socket.IO events, server → room `session:<id>`. The first seven are the original plan's,
 //! with its exact payloads; the rest are additive. Every payload also carries `seq`, the event's
-//! position in the session's stream (added when the event is recorded, see `lua/prelude.lua`).
+//! position in the session's stream (added when the event is recorded: `emit` in
+//! `lua/session.lua`).
 //!
 //! Most events are built here and handed to a Lua transition as JSON. The transitions that pick
 //! their subject inside Redis (`task:assigned`, `agent:terminated`, `session:complete`,
-//! `task:failed`/`task:retry` from the reaper) build the same shapes in Lua; the round-trip test
-//! in the integration suite parses every recorded event back into [`Event`].
+//! `task:failed`/`task:retry`) build the same shapes in Lua (`lua/session.lua`);
+//! `shared/tests/lua_events.rs` drives every transition that records an event and decodes each
+//! one back into [`Event`] field for field.
 
 use serde::{Deserialize, Serialize};
 
@@ -80,65 +82,57 @@ pub struct SessionComplete {
     pub error: Option<String>,
 }
 
-/// Every event a session's room can receive.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", content = "data")]
-pub enum Event {
-    #[serde(rename = "task:created")]
-    TaskCreated(Todo),
-    #[serde(rename = "task:assigned")]
-    TaskAssigned(TaskAssigned),
-    #[serde(rename = "task:completed")]
-    TaskCompleted(TaskCompleted),
-    #[serde(rename = "agent:thinking")]
-    AgentThinking(AgentThinking),
-    #[serde(rename = "agent:reasoning")]
-    AgentReasoning(AgentReasoning),
-    #[serde(rename = "agent:terminated")]
-    AgentTerminated(AgentTerminated),
-    #[serde(rename = "session:complete")]
-    SessionComplete(SessionComplete),
-    #[serde(rename = "agent:stream_ready")]
-    AgentStreamReady(AgentStreamReady),
-    #[serde(rename = "task:failed")]
-    TaskFailed(TaskFailed),
-    #[serde(rename = "task:retry")]
-    TaskRetry(TaskFailed),
+/// Declares [`Event`] from one table of `Variant(payload) = "socket.io:name"`: the serde tag
+/// (the name on the wire, in the stream and on the channel) and [`Event::name`] both come from
+/// it, so a name is written exactly once.
+macro_rules! events {
+    ($($(#[$doc:meta])* $variant:ident($payload:ty) = $name:literal,)+) => {
+        /// Every event a session's room can receive.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "event", content = "data")]
+        pub enum Event {
+            $($(#[$doc])* #[serde(rename = $name)] $variant($payload),)+
+        }
+
+        impl Event {
+            /// Every event name, in the order of the table.
+            pub const NAMES: &[&str] = &[$($name),+];
+
+            /// The Socket.IO event name (the serde tag).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)+
+                }
+            }
+
+            /// The payload as a JSON object, without `seq` (the recording transition adds it).
+            pub fn payload_json(&self) -> String {
+                match self {
+                    $(Self::$variant(payload) => to_json(payload),)+
+                }
+            }
+        }
+    };
 }
 
-impl Event {
-    /// The Socket.IO event name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::TaskCreated(_) => "task:created",
-            Self::TaskAssigned(_) => "task:assigned",
-            Self::TaskCompleted(_) => "task:completed",
-            Self::AgentThinking(_) => "agent:thinking",
-            Self::AgentReasoning(_) => "agent:reasoning",
-            Self::AgentTerminated(_) => "agent:terminated",
-            Self::SessionComplete(_) => "session:complete",
-            Self::AgentStreamReady(_) => "agent:stream_ready",
-            Self::TaskFailed(_) => "task:failed",
-            Self::TaskRetry(_) => "task:retry",
-        }
-    }
+events! {
+    TaskCreated(Todo) = "task:created",
+    TaskAssigned(TaskAssigned) = "task:assigned",
+    TaskCompleted(TaskCompleted) = "task:completed",
+    AgentThinking(AgentThinking) = "agent:thinking",
+    AgentReasoning(AgentReasoning) = "agent:reasoning",
+    AgentTerminated(AgentTerminated) = "agent:terminated",
+    SessionComplete(SessionComplete) = "session:complete",
+    AgentStreamReady(AgentStreamReady) = "agent:stream_ready",
+    /// Attempts exhausted: the TODO is `failed`.
+    TaskFailed(TaskFailed) = "task:failed",
+    /// An attempt failed and the TODO went back to pending.
+    TaskRetry(TaskFailed) = "task:retry",
+}
 
-    /// The payload as a JSON object, without `seq` (the recording transition adds it).
-    pub fn payload_json(&self) -> String {
-        let json = match self {
-            Self::TaskCreated(p) => serde_json::to_string(p),
-            Self::TaskAssigned(p) => serde_json::to_string(p),
-            Self::TaskCompleted(p) => serde_json::to_string(p),
-            Self::AgentThinking(p) => serde_json::to_string(p),
-            Self::AgentReasoning(p) => serde_json::to_string(p),
-            Self::AgentTerminated(p) => serde_json::to_string(p),
-            Self::SessionComplete(p) => serde_json::to_string(p),
-            Self::AgentStreamReady(p) => serde_json::to_string(p),
-            Self::TaskFailed(p) | Self::TaskRetry(p) => serde_json::to_string(p),
-        };
-        // Serializing these plain structs cannot fail: no maps with non-string keys, no I/O.
-        json.unwrap_or_else(|_| "{}".to_owned())
-    }
+fn to_json(payload: &impl Serialize) -> String {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no I/O.
+    serde_json::to_string(payload).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// An event as recorded: what the pub/sub channel carries and what replay returns.
@@ -147,6 +141,18 @@ pub struct EventEnvelope {
     pub seq: u64,
     #[serde(flatten)]
     pub event: Event,
+}
+
+impl EventEnvelope {
+    /// Decodes an event from its parts as recorded in the stream or received from a room: its
+    /// name and its payload, which carries `seq`.
+    pub fn from_parts(name: &str, data: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let seq = data
+            .get("seq")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| serde::de::Error::missing_field("seq"))?;
+        serde_json::from_value(serde_json::json!({ "seq": seq, "event": name, "data": data }))
+    }
 }
 
 /// The borrowed view the relay uses: it forwards `data` untouched, without re-serializing.
@@ -174,6 +180,41 @@ mod tests {
         assert_eq!(env.event.name(), "agent:thinking");
         let raw: RawEnvelope = serde_json::from_str(&json).unwrap();
         assert_eq!(raw.event, "agent:thinking");
+    }
+
+    #[test]
+    fn every_name_is_the_serde_tag() {
+        let agent = AgentId::new();
+        let events = [
+            Event::AgentTerminated(AgentTerminated { agent_id: agent }),
+            Event::SessionComplete(SessionComplete {
+                session_id: SessionId::new(),
+                status: Some(SessionStatus::Cancelled),
+                error: None,
+            }),
+        ];
+        for event in events {
+            let v = serde_json::to_value(&event).unwrap();
+            assert_eq!(v["event"], event.name());
+            assert!(Event::NAMES.contains(&event.name()));
+        }
+        assert_eq!(Event::NAMES.len(), 10);
+    }
+
+    #[test]
+    fn a_received_event_decodes_from_its_name_and_payload() {
+        let agent = AgentId::new();
+        let data = serde_json::json!({"agentId": agent, "seq": 3});
+        let env = EventEnvelope::from_parts("agent:terminated", data).unwrap();
+        assert_eq!(env.seq, 3);
+        assert_eq!(
+            env.event,
+            Event::AgentTerminated(AgentTerminated { agent_id: agent })
+        );
+        let no_seq = serde_json::json!({"agentId": agent});
+        assert!(EventEnvelope::from_parts("agent:terminated", no_seq).is_err());
+        let unknown = serde_json::json!({"seq": 1});
+        assert!(EventEnvelope::from_parts("agent:dancing", unknown).is_err());
     }
 
     #[test]

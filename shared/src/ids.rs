@@ -128,8 +128,10 @@ impl fmt::Display for RunnerId {
     }
 }
 
-/// An entry of the ready list: "run this agent of this session".
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// An entry of the ready list: "run this agent of this session" (`<sessionId>/<agentId>` there;
+/// `{sessionId, agentId}` as serde writes it, e.g. for a transition's arguments).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AgentJob {
     pub session_id: SessionId,
     pub agent_id: AgentId,

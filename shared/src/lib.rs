@@ -1,5 +1,6 @@
 //! What both swarmq daemons share: the public data model, the event enum, the worker line
-//! protocol, the Redis key schema, the Lua state transitions and a typed [`Store`] around them.
+//! protocol, the Redis key schema, the Lua state transitions and a typed [`Store`] around them,
+//! and the pieces of a daemon both need (settings, probes, backoff, rate limiting, signals).
 //!
 //! # Layout
 //! - [`ids`]: newtype ids (`SessionId`, `AgentId`, `TodoId`, `RunnerId`) and `AgentJob`.
@@ -7,22 +8,33 @@
 //! - [`event`]: the Socket.IO events, one enum; every transition that records state emits them.
 //! - [`protocol`]: the lines a worker prints and the task lines it reads.
 //! - [`keys`]: every Redis key and channel name; no other module formats a key.
-//! - [`scripts`]: the Lua transitions (one `.lua` file each, under `src/lua/`).
-//! - [`store`]: the only code that talks to Redis about sessions, runners and the queue.
+//! - [`transitions`]: one type per Lua transition (the scripts are under `src/lua/`).
+//! - [`store`]: the only code that talks to Redis: runs transitions, does the plain reads,
+//!   opens every connection.
 //! - [`reaper`]: hands a dead runner's work back; run by every live process.
-//! - [`telemetry`]: tracing set-up shared by the binaries.
+//! - [`settings`]: the settings both daemons take; [`cli`]: parsing settings into one line of
+//!   error at most.
+//! - [`probes`]: `/metrics`, `/healthz`, `/readyz` for both daemons; [`metrics`]: the
+//!   Prometheus recorder and every metric's description.
+//! - [`telemetry`]: tracing set-up; [`shutdown`]: stopping on SIGINT/SIGTERM.
+//! - [`backoff`]: the retry delays; [`rate`]: the token bucket.
 
+pub mod backoff;
 pub mod cli;
 pub mod event;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod probes;
 pub mod protocol;
+pub mod rate;
 pub mod reaper;
-pub mod scripts;
+pub mod settings;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod transitions;
 
 pub use event::{Event, EventEnvelope};
 pub use ids::{AgentId, AgentJob, IdError, RunnerId, SessionId, TodoId};

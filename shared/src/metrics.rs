@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::model::SessionStatus;
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the recorder (first call) and returns the handle that renders `/metrics`.
@@ -27,6 +29,12 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// A session reached a final status (`swarmq_sessions_finished_total{status}`), counted by the
+/// process whose transition ended it.
+pub fn count_session_finished(status: SessionStatus) {
+    metrics::counter!("swarmq_sessions_finished_total", "status" => status.as_str()).increment(1);
 }
 
 fn describe() {

@@ -9,7 +9,14 @@
 //! (re-added) and drops what it held; its late writes are rejected by the fencing token.
 
 use crate::ids::{AgentJob, RunnerId};
-use crate::store::{Owner, Result, Store};
+use crate::store::{Result, Store};
+use crate::transitions::{
+    DeadRunners, ForgetOutcome, ForgetRunner, Holder, ReleaseAgent, ReleaseOutcome, RequeueJob,
+    RequeueOutcome,
+};
+
+/// Dead runners handled per pass at most (the next pass takes the rest).
+const RUNNERS_PER_PASS: usize = 32;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +28,12 @@ pub struct ReapReport {
 
 pub async fn reap_once(store: &Store) -> Result<ReapReport> {
     let mut report = ReapReport::default();
-    for runner in store.dead_runners(32).await? {
+    let dead = store
+        .run(&DeadRunners {
+            limit: RUNNERS_PER_PASS,
+        })
+        .await?;
+    for runner in dead.0 {
         report.runners += 1;
         reap_runner(store, &runner, &mut report).await?;
         metrics::counter!("swarmq_reaped_runners_total").increment(1);
@@ -30,15 +42,28 @@ pub async fn reap_once(store: &Store) -> Result<ReapReport> {
     Ok(report)
 }
 
+/// One pass, as every live process runs it periodically: what it did is logged (a warning when
+/// it found dead runners), a failure only at debug level (the next pass retries).
+pub async fn reap_and_log(store: &Store) {
+    match reap_once(store).await {
+        Ok(report) if report.runners > 0 => tracing::warn!(?report, "reaped dead runners"),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "reaper pass failed"),
+    }
+}
+
 async fn reap_runner(store: &Store, runner: &RunnerId, report: &mut ReapReport) -> Result<()> {
+    let reason = format!("runner {runner} stopped responding (lease expired)");
     for job in store.claimed_jobs(runner).await? {
         match AgentJob::parse(&job) {
             Ok(agent_job) => {
-                let reason = format!("runner {runner} stopped responding (lease expired)");
-                if store
-                    .release_agent(agent_job, Owner::Runner(runner), true, &reason)
-                    .await?
-                {
+                let release = ReleaseAgent {
+                    job: agent_job,
+                    holder: Holder::Runner(runner),
+                    count_attempt: true,
+                    reason: &reason,
+                };
+                if store.run(&release).await? == ReleaseOutcome::Released {
                     report.todos_released += 1;
                 }
             }
@@ -48,12 +73,13 @@ async fn reap_runner(store: &Store, runner: &RunnerId, report: &mut ReapReport) 
                 continue;
             }
         }
-        if store.requeue_job(runner, &job).await? {
+        let requeue = RequeueJob { runner, job: &job };
+        if store.run(&requeue).await? == RequeueOutcome::Moved {
             report.jobs_requeued += 1;
             tracing::warn!(%runner, job, "requeued the job of a dead runner");
         }
     }
-    if store.forget_runner(runner).await? {
+    if store.run(&ForgetRunner { runner }).await? == ForgetOutcome::Forgotten {
         tracing::info!(%runner, "forgot dead runner");
     }
     Ok(())

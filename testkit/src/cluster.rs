@@ -16,6 +16,12 @@ pub struct InProcCoordinator {
 }
 
 impl InProcCoordinator {
+    /// One with the offline planner (no API key needed); `args` as for [`Self::start`].
+    pub async fn offline(redis_url: &str, args: &[&str]) -> Self {
+        let argv: Vec<&str> = ["--planner", "local"].iter().chain(args).copied().collect();
+        Self::start(redis_url, &argv).await
+    }
+
     /// Starts one against `redis_url`; `args` are extra `--flag value` settings.
     pub async fn start(redis_url: &str, args: &[&str]) -> Self {
         let mut argv = vec![

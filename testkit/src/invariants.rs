@@ -30,12 +30,12 @@ pub async fn recorded(redis_url: &str, session: &str) -> Recorded {
     let events = raw
         .iter()
         .map(|e| {
-            let envelope = format!(
-                "{{\"seq\":{},\"event\":\"{}\",\"data\":{}}}",
-                e.seq, e.event, e.data
-            );
-            serde_json::from_str::<EventEnvelope>(&envelope)
-                .unwrap_or_else(|err| panic!("recorded event does not parse ({err}): {envelope}"))
+            e.decode().unwrap_or_else(|err| {
+                panic!(
+                    "recorded event does not parse ({err}): {} {}",
+                    e.event, e.data
+                )
+            })
         })
         .collect();
     Recorded {

@@ -7,6 +7,7 @@
 //! - [`Watcher`]: the official npm `socket.io-client` or `python-socketio` watching a session;
 //!   [`StalledClient`]: a raw Socket.IO client that joins and then stops reading.
 //! - [`invariants`]: what must hold of a finished session's recorded state and events.
+//! - [`sessions`]: sessions written straight through the transitions, for tests of those.
 
 pub mod anthropic;
 pub mod clients;
@@ -14,6 +15,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod procs;
 pub mod redis;
+pub mod sessions;
 pub mod stalled;
 
 use std::future::Future;

@@ -1,6 +1,4 @@
-//! Optional bearer-token protection (`SWARMQ_API_TOKEN`, `SWARMQ_METRICS_TOKEN`).
-
-use std::sync::Arc;
+//! Optional bearer-token protection of HTTP routes (`SWARMQ_API_TOKEN`, `SWARMQ_METRICS_TOKEN`).
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -8,25 +6,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
-
-/// A configured token; comparison takes the same time whatever the guess.
-#[derive(Clone)]
-pub struct Token(Arc<str>);
-
-impl Token {
-    pub fn new(token: &str) -> Self {
-        Self(Arc::from(token))
-    }
-
-    pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        let mut diff = a.len() ^ b.len();
-        for (i, byte) in a.iter().enumerate() {
-            diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
-        }
-        diff == 0
-    }
-}
+use crate::token::Token;
 
 pub async fn require_bearer(
     State(token): State<Token>,
@@ -45,19 +25,5 @@ pub async fn require_bearer(
         None => Err(ApiError::Unauthorized(
             "missing bearer token: send Authorization: Bearer <token>".into(),
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Token;
-
-    #[test]
-    fn only_the_exact_token_matches() {
-        let t = Token::new("s3cret");
-        assert!(t.matches("s3cret"));
-        for bad in ["", "s3cre", "s3cret!", "S3cret"] {
-            assert!(!t.matches(bad), "{bad}");
-        }
     }
 }

@@ -26,20 +26,14 @@ async fn runners(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
         .await?
         .into_iter()
         .map(|r| {
-            let num = |k: &str| {
-                r.info
-                    .get(k)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
             json!({
                 "id": r.id,
-                "host": r.info.get("host"),
-                "pid": num("pid"),
-                "slots": num("slots"),
-                "busy": num("busy"),
-                "draining": r.info.get("draining").is_some_and(|d| d == "true"),
-                "version": r.info.get("version"),
+                "host": r.info.host,
+                "pid": r.info.pid,
+                "slots": r.info.slots,
+                "busy": r.info.busy,
+                "draining": r.info.draining,
+                "version": r.info.version,
                 "alive": r.lease_expires_at > now,
                 "leaseExpiresAt": r.lease_expires_at,
             })

@@ -3,17 +3,17 @@
 mod auth;
 mod body;
 mod cluster;
-mod health;
 mod sessions;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use swarmq_shared::probes;
 
-pub use auth::Token;
+/// Re-exported for the Socket.IO handlers, which check the same API token.
+pub use crate::token::Token;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -35,27 +35,19 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     if let Some(token) = tokens.api {
         api = api.route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
     }
-    let mut metrics = Router::new().route("/metrics", get(render_metrics));
+    let mut metrics = probes::metrics_routes(state.metrics.clone());
     if let Some(token) = tokens.metrics {
         metrics = metrics.route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
     }
     Router::new()
         .merge(api)
         .merge(metrics)
-        .merge(health::router())
+        .merge(probes::health_routes(state.store.clone(), None))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_responses))
         .with_state(state)
-}
-
-async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = "text/plain; version=0.0.4".parse() {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
-    (headers, state.metrics.render())
 }
 
 async fn count_responses(request: Request, next: Next) -> Response {

@@ -10,10 +10,16 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use swarmq_shared::backoff::Backoff;
 
-use super::{Limits, PlanError, reply};
+use super::{ASKED_DESCRIPTION_CHARS, Limits, PlanError, reply};
 
 const API_VERSION: &str = "2023-06-01";
+/// The model's reply budget, in tokens. A reply cut off at it (`stop_reason: max_tokens`) fails
+/// the session as `Truncated` rather than being guessed at.
+const MAX_REPLY_TOKENS: u32 = 4096;
+/// Time to open a connection to the API, within the decomposition timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RETRIES: u32 = 2;
 
 pub struct AnthropicPlanner {
@@ -32,7 +38,7 @@ impl AnthropicPlanner {
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
             .build()?;
         Ok(Self {
@@ -70,7 +76,7 @@ impl AnthropicPlanner {
     ) -> Result<Vec<String>, PlanError> {
         let body = json!({
             "model": self.model,
-            "max_tokens": 4096,
+            "max_tokens": MAX_REPLY_TOKENS,
             "system": system_prompt(agent_count, limits),
             "messages": [{ "role": "user", "content": prompt }],
         });
@@ -170,7 +176,7 @@ fn system_prompt(agent_count: u32, limits: Limits) -> String {
          Each task description must be self-contained and at most {} characters. Reply with JSON \
          only, no prose and no code fence, in exactly this shape: \
          {{\"todos\":[{{\"description\":\"...\"}}]}}",
-        limits.max_description_chars.min(1000)
+        limits.max_description_chars.min(ASKED_DESCRIPTION_CHARS)
     )
 }
 
@@ -190,10 +196,11 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(wait))
 }
 
+/// The SDKs' wait before retry `attempt` (0-based) when the API names none: 0.5 s doubling to
+/// 8 s, minus up to a quarter of jitter so clients that failed together do not retry together.
 fn backoff(attempt: u32) -> Duration {
-    let base = (0.5 * 2f64.powi(attempt as i32)).min(8.0);
-    let jitter = 1.0 - rand::rng().random_range(0.0..0.25);
-    Duration::from_secs_f64(base * jitter)
+    let base = Backoff::nth(Duration::from_millis(500), attempt, Duration::from_secs(8));
+    base.mul_f64(1.0 - rand::rng().random_range(0.0..0.25))
 }
 
 /// The API's `{"type":"error","error":{"type","message"}}`, or a summary of whatever came.

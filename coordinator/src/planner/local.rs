@@ -55,7 +55,7 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         max_todos: 4,
-        max_description_chars: 2000,
+        max_description_chars: crate::planner::MAX_DESCRIPTION_CHARS,
     };
 
     #[test]

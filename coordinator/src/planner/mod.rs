@@ -12,6 +12,13 @@ use std::time::Duration;
 
 pub use anthropic::AnthropicPlanner;
 
+/// The longest TODO description the model is asked for.
+pub const ASKED_DESCRIPTION_CHARS: usize = 1000;
+/// The longest TODO description accepted: twice what is asked, because models overshoot a
+/// character budget they cannot count, and failing a whole session over a TODO of 1,100
+/// characters helps no one; a reply beyond this did not follow the instruction at all.
+pub const MAX_DESCRIPTION_CHARS: usize = 2 * ASKED_DESCRIPTION_CHARS;
+
 /// What a decomposition may produce.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::{SessionId, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -23,8 +24,6 @@ use super::room::{Plan, RoomCmd, Snapshot};
 const FULL_RETRY: Duration = Duration::from_millis(10);
 /// A join gives up when the session cannot be read in this time (Redis unreachable).
 const READ_DEADLINE: Duration = Duration::from_secs(10);
-/// First pause before retrying a read that found Redis unreachable.
-const READ_RETRY: Duration = Duration::from_millis(100);
 /// Events read from the stream per call when a join replays more than the room remembers.
 const REPLAY_BATCH: usize = 1000;
 
@@ -181,12 +180,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut delay = READ_RETRY;
+    let mut backoff = Backoff::redis_reconnect();
     loop {
         match read().await {
-            Err(e) if e.is_unavailable() && Instant::now() + delay < deadline => {
+            Err(e) if e.is_unavailable() => {
+                let delay = backoff.next_delay();
+                if Instant::now() + delay >= deadline {
+                    return Err(e);
+                }
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(READ_RETRY * 10);
             }
             other => return other,
         }

@@ -74,7 +74,7 @@ pub struct Limits {
 /// every connection at shutdown).
 pub fn routes(
     relay: Relay,
-    token: Option<crate::http::Token>,
+    token: Option<crate::token::Token>,
     limits: Limits,
 ) -> (Router, Arc<Engine>) {
     let server = Arc::new(Server::new(relay, token, limits));

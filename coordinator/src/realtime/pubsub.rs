@@ -12,14 +12,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::{Keys, SessionId, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::relay::Inner;
-
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const MAX_RETRY: Duration = Duration::from_secs(2);
 
 pub(super) enum SubCommand {
     /// A room starts: subscribe its channel, then answer `done`.
@@ -85,11 +83,11 @@ async fn connect(
     commands: &mut Commands,
     shutdown: &CancellationToken,
 ) -> Option<(PubSubSink, PubSubStream)> {
-    let mut delay = FIRST_RETRY;
+    let mut backoff = Backoff::redis_reconnect();
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            p = store.client().get_async_pubsub() => p,
+            p = store.pubsub() => p.map_err(|e| e.to_string()),
         };
         let error = match attempt {
             Ok(pubsub) => {
@@ -99,16 +97,16 @@ async fn connect(
                         subs.confirm_waiting();
                         return Some((sink, stream));
                     }
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 }
             }
             Err(e) => e,
         };
-        tracing::warn!(error = %error, ?delay, "relay: pub/sub connect failed, retrying");
+        let delay = backoff.next_delay();
+        tracing::warn!(error, ?delay, "relay: pub/sub connect failed, retrying");
         if !absorb_commands_for(delay, subs, commands, shutdown).await {
             return None;
         }
-        delay = (delay * 2).min(MAX_RETRY);
     }
 }
 

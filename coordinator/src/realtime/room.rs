@@ -10,9 +10,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use swarmq_shared::SessionId;
+use swarmq_shared::backoff::Backoff;
 use swarmq_shared::event::RawEnvelope;
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,10 +26,6 @@ use super::relay::{self, RelayRef};
 const RING: usize = 512;
 /// Events read from the stream per call when filling a gap.
 const GAP_BATCH: usize = 500;
-/// Pause before retrying a failed read of Redis (the seq at start, a gap repair), doubling up
-/// to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_millis(250);
-const MAX_RETRY: Duration = Duration::from_secs(2);
 
 pub(super) enum RoomCmd {
     /// A message from the session's live channel (a recorded event's envelope).
@@ -76,9 +72,11 @@ pub(super) struct Room {
     /// The session as of `last`, read by a join (dropped when the next event arrives).
     snapshot: Option<Snapshot>,
     relay: RelayRef,
-    /// A gap repair failed (Redis unreachable): retried after this delay, because the event
-    /// that would trigger it again may never come (it was the session's last).
-    repair_retry: Option<Duration>,
+    /// A gap repair failed (Redis unreachable): retried after the next delay, because the
+    /// event that would trigger it again may never come (it was the session's last).
+    repair_retry: Option<Backoff>,
+    /// The next retry of the gap repair, when one is due.
+    repair_at: Option<tokio::time::Instant>,
 }
 
 impl Room {
@@ -97,6 +95,7 @@ impl Room {
             snapshot: None,
             relay,
             repair_retry: None,
+            repair_at: None,
         };
         tokio::spawn(room.run(rx));
         tx
@@ -107,10 +106,10 @@ impl Room {
             return;
         }
         loop {
-            let retry = self.repair_retry;
+            let repair_at = self.repair_at;
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
-                _ = tokio::time::sleep(retry.unwrap_or_default()), if retry.is_some() => {
+                _ = tokio::time::sleep_until(repair_at.unwrap_or_else(tokio::time::Instant::now)), if repair_at.is_some() => {
                     self.fill_gap(u64::MAX).await;
                     continue;
                 }
@@ -158,6 +157,7 @@ impl Room {
         if subscribed.await.is_err() {
             return false;
         }
+        let mut backoff = Backoff::redis_reconnect();
         loop {
             let Some(relay) = relay::upgrade(&self.relay) else {
                 return false;
@@ -173,7 +173,7 @@ impl Room {
                 }
             }
             drop(relay);
-            tokio::time::sleep(FIRST_RETRY).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
@@ -214,13 +214,15 @@ impl Room {
                 Err(e) => {
                     let delay = self
                         .repair_retry
-                        .map_or(FIRST_RETRY, |d| (d * 2).min(MAX_RETRY));
+                        .get_or_insert_with(Backoff::redis_reconnect)
+                        .next_delay();
                     tracing::warn!(session_id = %self.session, error = %e, ?delay, "relay: gap repair failed, retrying");
-                    self.repair_retry = Some(delay);
+                    self.repair_at = Some(tokio::time::Instant::now() + delay);
                     return;
                 }
             };
             self.repair_retry = None;
+            self.repair_at = None;
             if batch.is_empty() {
                 return;
             }
@@ -229,6 +231,7 @@ impl Room {
             }
         }
         self.repair_retry = None;
+        self.repair_at = None;
     }
 
     /// Keeps the session's most recent events (up to `last`), so that joins replay them from

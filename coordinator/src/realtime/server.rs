@@ -15,7 +15,7 @@ use super::member::Conn;
 use super::protocol::{self, Incoming};
 use super::relay::Relay;
 use super::{EioSocket, Limits};
-use crate::http::Token;
+use crate::token::Token;
 
 /// Handles every Engine.IO session of this coordinator as a Socket.IO connection.
 pub struct Server {

@@ -1,13 +1,7 @@
 -- assign_next.lua: gives an agent its next TODO (the plan's getNextPendingTask + assignTask).
--- ARGV[5] agent id   ARGV[6] token   ARGV[7] max attempts
--- Returns {'assigned', todo id, description, attempts so far}
---      or {'done', outcome}: nothing pending, so the agent ended in this step; outcome is
---         'terminated' (other agents still run), 'completed' or 'failed' (it was the last one
---         and the session ended with that status), or 'already'
---      or {'stale'}: the token is no longer the agent's
---      or {'ended', status}: the session is not running any more.
--- A TODO whose attempts reached the limit is failed here (task:failed) instead of assigned.
--- Idempotent: if the agent already holds an assigned TODO (a retried call), that one is returned.
-local aid = ARGV[5]
-if not holds(aid, ARGV[6]) then return {'stale'} end
-return next_todo(aid, tonumber(ARGV[7]))
+-- ARGS: job ({sessionId, agentId}), token (the caller's fencing token), maxAttempts
+-- Replies next_todo's answer (session.lua): {outcome='assigned', todoId, description, attempts},
+-- {outcome='done', ending, status} or {outcome='ended', status}; or {outcome='stale'} when the
+-- token is no longer the agent's.
+if not holds(ARGS.job.agentId, ARGS.token) then return reply('stale') end
+return cjson.encode(next_todo(ARGS.job.agentId, ARGS.maxAttempts))

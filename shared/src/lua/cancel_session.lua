@@ -1,15 +1,18 @@
 -- cancel_session.lua: cancels an active session: pending TODOs dropped, every agent terminated,
 -- session:complete {status:"cancelled"} emitted, and a cancel published to the runners so they
 -- kill the session's workers now (they would also find out at their next transition: fenced).
--- KEYS[6] decomposing sessions (zset)
--- ARGV[5] runner control channel   ARGV[6] control message
--- Returns 'ok', or the status that could not be cancelled ('completed', 'cancelled', …,
--- 'missing').
-local status = redis.call('HGET', S_SESSION, 'status')
-if status ~= 'running' and status ~= 'decomposing' then return status or 'missing' end
-redis.call('DEL', S_PENDING)
-for _, aid in ipairs(redis.call('LRANGE', S_AGENTS, 0, -1)) do terminate(aid) end
+-- K.decomposing (zset of sessions still decomposing)   C.control (the runners' channel)
+-- ARGS: controlMessage
+-- Replies {outcome='cancelled'}, {outcome='finished', status} (already completed, failed or
+-- cancelled: nothing changed) or {outcome='notFound'}.
+local status = redis.call('HGET', K.session, 'status')
+if not status then return reply('notFound') end
+if status ~= 'running' and status ~= 'decomposing' then
+  return reply('finished', {status = status})
+end
+redis.call('DEL', K.pending)
+for _, aid in ipairs(redis.call('LRANGE', K.agents, 0, -1)) do terminate(aid) end
 finish_session('cancelled', nil)
-redis.call('ZREM', KEYS[6], redis.call('HGET', S_SESSION, 'id'))
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-return 'ok'
+redis.call('ZREM', K.decomposing, redis.call('HGET', K.session, 'id'))
+redis.call('PUBLISH', C.control, ARGS.controlMessage)
+return reply('cancelled')

@@ -1,37 +1,35 @@
 -- complete_todo.lua: records a worker's `complete` (the plan's completeTask).
--- ARGV[5] agent id   ARGV[6] token   ARGV[7] todo id   ARGV[8] '1' when a result is given
--- ARGV[9] result   ARGV[10] task:completed payload
--- ARGV[11] max attempts, or '' — when given, the agent's next TODO is taken in the same step
--- (saving the runner a round trip per TODO), as assign_next.lua would, and when none is pending
--- the agent ends in the same step.
--- Returns {'ok'} (recorded now, or already recorded by this holder: a retried call), followed
--- with ARGV[11] by assign_next.lua's reply ({'ok', 'assigned', id, description, attempts} |
--- {'ok', 'done', outcome} | {'ok', 'ended', status}); or {'stale'} (the token is no longer the
--- agent's: a late runner) or {'mismatch'} (the TODO is not this agent's current one).
-local aid, tid = ARGV[5], ARGV[7]
+-- ARGS: job ({sessionId, agentId}), token, todoId, result (absent: the worker gave none),
+--   completedEvent (the task:completed payload),
+--   takeNext (absent, or {maxAttempts}: also take the agent's next TODO in the same step, as
+--   assign_next.lua would — saving the runner a round trip per TODO — and when none is pending
+--   end the agent in the same step)
+-- Replies {outcome='recorded', next} (recorded now, or already recorded by this holder: a
+-- retried call; `next` is next_todo's answer, only with takeNext), {outcome='stale'} (the token
+-- is no longer the agent's: a late runner) or {outcome='mismatch'} (the TODO is not this
+-- agent's current one). Nothing is written unless the reply is 'recorded' now.
+local aid, tid = ARGS.job.agentId, ARGS.todoId
 local akey, tkey = agent_key(aid), todo_key(tid)
-local function then_next()
-  if ARGV[11] == '' then return {'ok'} end
-  local reply = next_todo(aid, tonumber(ARGV[11]))
-  table.insert(reply, 1, 'ok')
-  return reply
+local function recorded()
+  if not ARGS.takeNext then return reply('recorded') end
+  return reply('recorded', {next = next_todo(aid, ARGS.takeNext.maxAttempts)})
 end
 local t = redis.call('HMGET', tkey, 'status', 'assignedTo')
-local recorded = t[1] == 'completed' and t[2] == aid
-if not holds(aid, ARGV[6]) then
+local recorded_before = t[1] == 'completed' and t[2] == aid
+if not holds(aid, ARGS.token) then
   -- A retried call whose first run recorded this completion and then ended the agent (which
   -- bumped the token): the same answer as then, not 'stale'.
-  if ARGV[11] ~= '' and recorded and redis.call('HGET', akey, 'status') == 'terminated' then
-    return {'ok', 'done', 'already'}
+  if ARGS.takeNext and recorded_before and redis.call('HGET', akey, 'status') == 'terminated' then
+    return reply('recorded', {next = {outcome = 'done', ending = 'already'}})
   end
-  return {'stale'}
+  return reply('stale')
 end
-if recorded then return then_next() end
+if recorded_before then return recorded() end
 if redis.call('HGET', akey, 'currentTaskId') ~= tid or t[1] ~= 'assigned' or t[2] ~= aid then
-  return {'mismatch'}
+  return reply('mismatch')
 end
 redis.call('HSET', tkey, 'status', 'completed')
-if ARGV[8] == '1' then redis.call('HSET', tkey, 'result', ARGV[9]) end
+if ARGS.result then redis.call('HSET', tkey, 'result', ARGS.result) end
 redis.call('HSET', akey, 'status', 'idle', 'currentTaskId', '')
-emit('task:completed', ARGV[10])
-return then_next()
+emit('task:completed', ARGS.completedEvent)
+return recorded()

@@ -1,31 +1,27 @@
 -- create_session.lua: turns a decomposing session into a running one in one step: its TODOs,
 -- agents, pending list, agent jobs on the ready list and task:created events, or nothing at all.
--- KEYS[6] ready list   KEYS[7] decomposing sessions (zset)
--- ARGV[5] number of TODOs T   ARGV[6] number of agents A
--- then T triples (todo id, description, task:created payload), then A pairs (agent id, job)
--- Returns 'ok', or the session's status ('cancelled', 'failed', …, or 'missing') when it is no
--- longer decomposing; then nothing is written.
-local status = redis.call('HGET', S_SESSION, 'status')
-if status ~= 'decomposing' then return status or 'missing' end
-local sid = redis.call('HGET', S_SESSION, 'id')
-local i = 7
-for _ = 1, tonumber(ARGV[5]) do
-  local tid = ARGV[i]
-  redis.call('HSET', todo_key(tid), 'id', tid, 'description', ARGV[i + 1], 'status', 'pending',
-    'assignedTo', '', 'attempts', 0)
-  redis.call('RPUSH', S_TODOS, tid)
-  redis.call('RPUSH', S_PENDING, tid)
-  emit('task:created', ARGV[i + 2])
-  i = i + 3
+-- K.ready (the ready list)   K.decomposing (zset of sessions still decomposing)
+-- ARGS: todos ([{id, description, createdEvent (the task:created payload)}]),
+--   agents ([{id, job (its ready-list entry)}])
+-- Replies {outcome='created'}, or {outcome='notDecomposing', status} when the session left
+-- `decomposing` meanwhile (cancelled, or failed by the watchdog; status absent: no session);
+-- then nothing is written.
+local status = redis.call('HGET', K.session, 'status')
+if status ~= 'decomposing' then return reply('notDecomposing', {status = status or nil}) end
+local sid = redis.call('HGET', K.session, 'id')
+for _, todo in ipairs(ARGS.todos) do
+  redis.call('HSET', todo_key(todo.id), 'id', todo.id, 'description', todo.description,
+    'status', 'pending', 'assignedTo', '', 'attempts', 0)
+  redis.call('RPUSH', K.todos, todo.id)
+  redis.call('RPUSH', K.pending, todo.id)
+  emit('task:created', todo.createdEvent)
 end
-for _ = 1, tonumber(ARGV[6]) do
-  local aid = ARGV[i]
-  redis.call('HSET', agent_key(aid), 'id', aid, 'sessionId', sid, 'status', 'booting',
+for _, agent in ipairs(ARGS.agents) do
+  redis.call('HSET', agent_key(agent.id), 'id', agent.id, 'sessionId', sid, 'status', 'booting',
     'currentTaskId', '', 'token', 0)
-  redis.call('RPUSH', S_AGENTS, aid)
-  redis.call('LPUSH', KEYS[6], ARGV[i + 1])
-  i = i + 2
+  redis.call('RPUSH', K.agents, agent.id)
+  redis.call('LPUSH', K.ready, agent.job)
 end
-redis.call('HSET', S_SESSION, 'status', 'running')
-redis.call('ZREM', KEYS[7], sid)
-return 'ok'
+redis.call('HSET', K.session, 'status', 'running')
+redis.call('ZREM', K.decomposing, sid)
+return reply('created')

@@ -1,9 +1,10 @@
 -- fail_session.lua: fails a session that cannot run (decomposition failed or timed out).
--- KEYS[6] decomposing sessions (zset)
--- ARGV[5] error message   ARGV[6] the status the session must still have (e.g. 'decomposing')
--- Returns 1 when this call failed the session, 0 when it was not in that status.
-local sid = redis.call('HGET', S_SESSION, 'id')
-if sid then redis.call('ZREM', KEYS[6], sid) end
-if redis.call('HGET', S_SESSION, 'status') ~= ARGV[6] then return 0 end
-finish_session('failed', ARGV[5])
-return 1
+-- K.decomposing (zset of sessions still decomposing)
+-- ARGS: error (the message), onlyIf (the status the session must still have, e.g. 'decomposing')
+-- Replies {outcome='failed'} when this call failed the session, {outcome='unchanged'} when it
+-- was not in that status.
+local sid = redis.call('HGET', K.session, 'id')
+if sid then redis.call('ZREM', K.decomposing, sid) end
+if redis.call('HGET', K.session, 'status') ~= ARGS.onlyIf then return reply('unchanged') end
+finish_session('failed', ARGS.error)
+return reply('failed')

@@ -1,12 +1,14 @@
 -- init_session.lua: records a new session as `decomposing`, before the planner is asked.
--- KEYS[6] sessions index (zset)   KEYS[7] decomposing sessions (zset, score = deadline)
--- ARGV[5] session id   ARGV[6] prompt   ARGV[7] agentCount   ARGV[8] createdAt (ms)
--- ARGV[9] deadline (ms) after which a live coordinator fails the session if it is still decomposing
--- ARGV[10] retention (ms): how long the session's keys live once it has finished (0 = forever)
--- Returns 1 when created, 0 when a session with this id already exists (nothing written).
-if redis.call('EXISTS', S_SESSION) == 1 then return 0 end
-redis.call('HSET', S_SESSION, 'id', ARGV[5], 'prompt', ARGV[6], 'agentCount', ARGV[7],
-  'status', 'decomposing', 'createdAt', ARGV[8], 'seq', 0, 'retention', ARGV[10])
-redis.call('ZADD', KEYS[6], ARGV[8], ARGV[5])
-redis.call('ZADD', KEYS[7], ARGV[9], ARGV[5])
-return 1
+-- K.sessions (zset: the sessions index)   K.decomposing (zset: session id -> deadline)
+-- ARGS: sessionId, prompt, agentCount, createdAt (ms),
+--   deadline (ms; a live coordinator fails the session if it is still decomposing then),
+--   retentionMs (how long the session's keys live once it has finished; 0 = forever)
+-- Replies {outcome='created'}, or {outcome='idTaken'} when a session with this id exists
+-- (nothing written).
+if redis.call('EXISTS', K.session) == 1 then return reply('idTaken') end
+redis.call('HSET', K.session, 'id', ARGS.sessionId, 'prompt', ARGS.prompt,
+  'agentCount', ARGS.agentCount, 'status', 'decomposing', 'createdAt', ARGS.createdAt, 'seq', 0,
+  'retention', ARGS.retentionMs)
+redis.call('ZADD', K.sessions, ARGS.createdAt, ARGS.sessionId)
+redis.call('ZADD', K.decomposing, ARGS.deadline, ARGS.sessionId)
+return reply('created')

@@ -1,9 +1,10 @@
 -- requeue_job.lua: moves one agent job from a runner's claimed list back to the ready list's
 -- consuming end (it is claimed next). Only the caller that removes it pushes it: never twice.
--- KEYS[1] the runner's claimed list   KEYS[2] ready list   ARGV[1] the job
--- Returns 1 when moved, 0 when it was not there.
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
+-- K.claimed (the runner's claimed list)   K.ready (the ready list)
+-- ARGS: job (the entry)
+-- Replies {outcome='moved'}, or {outcome='notThere'}.
+if redis.call('LREM', K.claimed, 1, ARGS.job) == 1 then
+  redis.call('RPUSH', K.ready, ARGS.job)
+  return reply('moved')
 end
-return 0
+return reply('notThere')

@@ -1,28 +1,28 @@
-//! The only code that talks to Redis about sessions, agents, runners and the queue. Each method is
-//! one Lua transition (`scripts`) or one plain read, with typed arguments and outcomes.
+//! The only code that talks to Redis about sessions, agents, runners and the queue: every state
+//! change is a [`Transition`] run by [`Store::run`]; the plain reads are methods here.
 //!
-//! Connections: one [`ConnectionManager`] (multiplexed, reconnects by itself, cheap to clone)
-//! serves every ordinary command. Blocking `BLMOVE`s get their own connection each ([`Claimer`]),
-//! never shared, with a response timeout longer than the block (see CRATE-NOTES: the default
-//! 500 ms timeout would strand claimed jobs). Pub/sub is opened from [`Store::client`].
+//! Connections, all opened in this module: one [`ConnectionManager`] (multiplexed, reconnects
+//! by itself, cheap to clone) serves every ordinary command. Blocking `BLMOVE`s get their own
+//! connection each ([`Claimer`]), never shared, with a response timeout longer than the block
+//! (redis 1.x's default 500 ms timeout would answer "timed out" while Redis still moves the
+//! job later, stranding it). Pub/sub connections come from [`Store::pubsub`].
 
-mod agents;
+mod hashes;
 mod runners;
 mod sessions;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, ScriptInvocation};
+use redis::FromRedisValue;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
 use crate::ids::SessionId;
 use crate::keys::Keys;
+use crate::model::Session;
+use crate::transitions::{self, Snapshot, Transition};
 
-pub use agents::{
-    AgentDone, AssignOutcome, AttemptOutcome, Fenced, LeaseToken, Owner, StartOutcome,
-};
-pub use runners::{Claimer, RunnerInfo, RunnerTotals};
-pub use sessions::{CancelOutcome, CreateOutcome, RecordedEvent, SessionCounts, SessionPage};
+pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
+pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -60,6 +60,9 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// How long opening a connection may take before it counts as failed (Redis is away).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Tuning that the daemons take from their settings.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -93,7 +96,7 @@ impl Store {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(opts.response_timeout))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
@@ -141,45 +144,36 @@ impl Store {
         Ok(())
     }
 
-    /// A session transition with the standard keys and arguments of `lua/prelude.lua` filled in.
-    pub(crate) fn session_script<'a>(
-        &self,
-        script: &'a Script,
-        session: SessionId,
-    ) -> ScriptInvocation<'a> {
-        let k = self.keys.session(session);
-        let mut inv = script.prepare_invoke();
-        inv.key(k.session_hash())
-            .key(k.todo_ids_list())
-            .key(k.agent_ids_list())
-            .key(k.pending_list())
-            .key(k.events_stream())
-            .arg(k.todo_prefix())
-            .arg(k.agent_prefix())
-            .arg(k.live_channel())
-            .arg(self.opts.events_maxlen);
-        inv
-    }
-}
-
-/// Flat `HGETALL` pairs → field lookup.
-pub(crate) struct Fields(Vec<String>);
-
-impl Fields {
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .chunks_exact(2)
-            .find(|pair| pair[0] == name)
-            .map(|pair| pair[1].as_str())
+    /// A connection of its own, for a blocking command that must not hold up others (and must
+    /// not be cut off while it blocks: `response_timeout` exceeds the block).
+    async fn exclusive(&self, response_timeout: Duration) -> Result<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(response_timeout));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
     }
 
-    /// A field that is present and non-empty.
-    pub(crate) fn some(&self, name: &str) -> Option<&str> {
-        self.get(name).filter(|v| !v.is_empty())
+    /// Pub/sub on its own connection (it does not reconnect by itself: callers loop).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        Ok(self.client.get_async_pubsub().await?)
     }
 
-    pub(crate) fn req(&self, name: &str, what: &str) -> Result<&str> {
-        self.get(name)
-            .ok_or_else(|| StoreError::Corrupt(format!("{what} has no {name:?} field")))
+    /// Runs one transition: its keys and arguments go to its script, its reply comes back
+    /// decoded (a reply that does not decode is [`StoreError::Corrupt`], never retried).
+    pub async fn run<T: Transition>(&self, transition: &T) -> Result<T::Reply> {
+        let file = transition.lua().file();
+        let invocation = transitions::invocation(transition, &self.keys, self.opts.events_maxlen)
+            .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
+        let reply: redis::Value = invocation.invoke_async(&mut self.conn()).await?;
+        T::Reply::from_redis_value(reply)
+            .map_err(|e| StoreError::Corrupt(format!("{file} replied: {e}")))
+    }
+
+    /// The whole session, read in one step (its `lastSeq` matches the todos and agents).
+    pub async fn snapshot(&self, id: SessionId) -> Result<Option<Session>> {
+        self.run(&Snapshot { id }).await
     }
 }

@@ -1,6 +1,7 @@
-//! The queue and the runner registry: claiming agent jobs, leases, and what the reaper moves.
+//! The queue and the runner registry: claiming agent jobs, what runners publish, and the
+//! reads of both (leases and moving jobs back are transitions: `transitions::registry`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -8,16 +9,66 @@ use redis::aio::MultiplexedConnection;
 
 use super::{Result, Store};
 use crate::ids::RunnerId;
-use crate::scripts;
 
-/// A runner as registered (for `GET /api/runners`).
-#[derive(Clone, Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What a runner publishes about itself with every heartbeat (its info hash): written by
+/// [`Heartbeat`](crate::transitions::Heartbeat) through [`RunnerInfo::fields`], read back by
+/// [`Store::runners`] through [`RunnerInfo::from_fields`] — one struct for both ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunnerInfo {
+    pub host: Option<String>,
+    pub pid: u64,
+    pub slots: u64,
+    /// Agents it is working.
+    pub busy: u64,
+    /// Stopping: claims nothing new.
+    pub draining: bool,
+    pub version: Option<String>,
+    /// When it published this (ms, its own clock; the lease uses Redis's).
+    pub beat_at: u64,
+}
+
+impl RunnerInfo {
+    /// The hash fields, as `heartbeat.lua` writes them.
+    pub fn fields(&self) -> BTreeMap<&'static str, String> {
+        let mut fields = BTreeMap::from([
+            ("pid", self.pid.to_string()),
+            ("slots", self.slots.to_string()),
+            ("busy", self.busy.to_string()),
+            ("draining", self.draining.to_string()),
+            ("beatAt", self.beat_at.to_string()),
+        ]);
+        if let Some(host) = &self.host {
+            fields.insert("host", host.clone());
+        }
+        if let Some(version) = &self.version {
+            fields.insert("version", version.clone());
+        }
+        fields
+    }
+
+    /// Read back from the hash. Tolerant: a missing or malformed field (an expired hash, an
+    /// older runner) reads as zero or absent rather than hiding the runner.
+    pub fn from_fields(hash: &HashMap<String, String>) -> Self {
+        let num = |k: &str| hash.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Self {
+            host: hash.get("host").cloned(),
+            pid: num("pid"),
+            slots: num("slots"),
+            busy: num("busy"),
+            draining: hash.get("draining").is_some_and(|d| d == "true"),
+            version: hash.get("version").cloned(),
+            beat_at: num("beatAt"),
+        }
+    }
+}
+
+/// A runner in the registry (for `GET /api/runners`).
+#[derive(Clone, Debug)]
+pub struct RegisteredRunner {
     pub id: String,
+    /// Ms, Redis clock: past it, the runner is dead.
     pub lease_expires_at: u64,
-    /// Whatever the runner published with its heartbeat (host, slots, busy, startedAt, …).
-    pub info: HashMap<String, String>,
+    pub info: RunnerInfo,
 }
 
 /// A dedicated connection for one claiming loop: `BLMOVE` blocks the connection, so it is never
@@ -51,38 +102,13 @@ impl Claimer {
 
 impl Store {
     pub async fn claimer(&self, runner: &RunnerId, block: Duration) -> Result<Claimer> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(block + Duration::from_secs(10)));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = self.exclusive(block + Duration::from_secs(10)).await?;
         Ok(Claimer {
             conn,
             ready: self.keys.ready_list(),
             claimed: self.keys.runner_claimed_list(runner),
             block,
         })
-    }
-
-    /// Renews the runner's lease. True when it was (re-)added: first beat, or it had been reaped.
-    pub async fn heartbeat(
-        &self,
-        runner: &RunnerId,
-        lease: Duration,
-        info: &[(&str, String)],
-    ) -> Result<bool> {
-        let mut inv = scripts::HEARTBEAT.prepare_invoke();
-        inv.key(self.keys.runners_zset())
-            .key(self.keys.runner_info_hash(runner))
-            .arg(runner.as_str())
-            .arg(lease.as_millis() as u64);
-        for (field, value) in info {
-            inv.arg(*field).arg(value);
-        }
-        let added: i64 = inv.invoke_async(&mut self.conn()).await?;
-        Ok(added == 1)
     }
 
     /// Leaves the registry (after a drain handed every job back).
@@ -96,31 +122,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn dead_runners(&self, limit: usize) -> Result<Vec<RunnerId>> {
-        let ids: Vec<String> = scripts::DEAD_RUNNERS
-            .key(self.keys.runners_zset())
-            .arg(limit)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(ids.iter().filter_map(|i| RunnerId::parse(i).ok()).collect())
-    }
-
     pub async fn claimed_jobs(&self, runner: &RunnerId) -> Result<Vec<String>> {
         Ok(self
             .conn()
             .lrange(self.keys.runner_claimed_list(runner), 0, -1)
             .await?)
-    }
-
-    /// Moves a job from `runner`'s claimed list back to the ready list (claimed next).
-    pub async fn requeue_job(&self, runner: &RunnerId, job: &str) -> Result<bool> {
-        let moved: i64 = scripts::REQUEUE_JOB
-            .key(self.keys.runner_claimed_list(runner))
-            .key(self.keys.ready_list())
-            .arg(job)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(moved == 1)
     }
 
     /// Removes a finished job from the runner's claimed list.
@@ -132,20 +138,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a reaped runner whose claimed list is empty. True when removed.
-    pub async fn forget_runner(&self, runner: &RunnerId) -> Result<bool> {
-        let removed: i64 = scripts::FORGET_RUNNER
-            .key(self.keys.runners_zset())
-            .key(self.keys.runner_claimed_list(runner))
-            .key(self.keys.runner_info_hash(runner))
-            .arg(runner.as_str())
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(removed == 1)
-    }
-
     /// Every registered runner with its lease expiry and published info.
-    pub async fn runners(&self) -> Result<Vec<RunnerInfo>> {
+    pub async fn runners(&self) -> Result<Vec<RegisteredRunner>> {
         let entries: Vec<(String, u64)> = self
             .conn()
             .zrange_withscores(self.keys.runners_zset(), 0, -1)
@@ -166,10 +160,10 @@ impl Store {
         Ok(entries
             .into_iter()
             .zip(infos)
-            .map(|((id, expires), info)| RunnerInfo {
+            .map(|((id, expires), info)| RegisteredRunner {
                 id,
                 lease_expires_at: expires,
-                info,
+                info: RunnerInfo::from_fields(&info),
             })
             .collect())
     }
@@ -196,15 +190,9 @@ impl Store {
             if r.lease_expires_at <= now {
                 continue;
             }
-            let num = |k: &str| {
-                r.info
-                    .get(k)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
             totals.live += 1;
-            totals.slots += num("slots");
-            totals.busy += num("busy");
+            totals.slots += r.info.slots;
+            totals.busy += r.info.busy;
         }
         Ok(totals)
     }

@@ -1,27 +1,12 @@
-//! Session-side operations: the coordinator's writes and every read of a session.
+//! Reads of sessions: lists, events, statuses and counts (their writes are transitions).
 
 use redis::AsyncCommands;
 
-use super::{Fields, Result, Store, StoreError};
-use crate::event::Event;
-use crate::ids::{AgentId, AgentJob, SessionId, TodoId};
-use crate::model::{Agent, AgentStatus, Session, SessionStatus, SessionSummary, Todo, TodoStatus};
-use crate::scripts;
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum CreateOutcome {
-    Created,
-    /// The session left `decomposing` meanwhile (cancelled, or failed by the watchdog).
-    NotDecomposing(String),
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum CancelOutcome {
-    Cancelled,
-    /// Already finished (`completed`, `failed`, `cancelled`) — nothing changed.
-    Finished(SessionStatus),
-    NotFound,
-}
+use super::hashes::{parse_num, session_status};
+use super::{Result, Store, StoreError};
+use crate::event::EventEnvelope;
+use crate::ids::SessionId;
+use crate::model::{SessionStatus, SessionSummary};
 
 /// One event as recorded in a session's stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +17,13 @@ pub struct RecordedEvent {
     pub data: String,
 }
 
+impl RecordedEvent {
+    /// The typed event, as a client receives it.
+    pub fn decode(&self) -> std::result::Result<EventEnvelope, serde_json::Error> {
+        EventEnvelope::from_parts(&self.event, serde_json::from_str(&self.data)?)
+    }
+}
+
 #[derive(Debug)]
 pub struct SessionPage {
     pub sessions: Vec<SessionSummary>,
@@ -40,137 +32,6 @@ pub struct SessionPage {
 }
 
 impl Store {
-    /// Records a new session as `decomposing`. False when the id is taken.
-    pub async fn init_session(
-        &self,
-        id: SessionId,
-        prompt: &str,
-        agent_count: u32,
-        created_at: u64,
-        deadline: u64,
-        retention: std::time::Duration,
-    ) -> Result<bool> {
-        let created: i64 = self
-            .session_script(&scripts::INIT_SESSION, id)
-            .key(self.keys.sessions_index())
-            .key(self.keys.decomposing_zset())
-            .arg(id.to_string())
-            .arg(prompt)
-            .arg(agent_count)
-            .arg(created_at)
-            .arg(deadline)
-            .arg(retention.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(created == 1)
-    }
-
-    /// Writes the decomposition: TODOs, agents, their jobs and the task:created events, atomically.
-    pub async fn create_session(
-        &self,
-        id: SessionId,
-        todos: &[Todo],
-        agents: &[AgentId],
-    ) -> Result<CreateOutcome> {
-        let mut inv = self.session_script(&scripts::CREATE_SESSION, id);
-        inv.key(self.keys.ready_list())
-            .key(self.keys.decomposing_zset())
-            .arg(todos.len())
-            .arg(agents.len());
-        for todo in todos {
-            inv.arg(todo.id.to_string())
-                .arg(&todo.description)
-                .arg(Event::TaskCreated(todo.clone()).payload_json());
-        }
-        for &agent_id in agents {
-            let job = AgentJob {
-                session_id: id,
-                agent_id,
-            };
-            inv.arg(agent_id.to_string()).arg(job.to_string());
-        }
-        let outcome: String = inv.invoke_async(&mut self.conn()).await?;
-        Ok(match outcome.as_str() {
-            "ok" => CreateOutcome::Created,
-            _ => CreateOutcome::NotDecomposing(outcome),
-        })
-    }
-
-    /// Fails the session if it still has status `only_if`. True when this call failed it.
-    pub async fn fail_session(
-        &self,
-        id: SessionId,
-        error: &str,
-        only_if: SessionStatus,
-    ) -> Result<bool> {
-        let failed: i64 = self
-            .session_script(&scripts::FAIL_SESSION, id)
-            .key(self.keys.decomposing_zset())
-            .arg(error)
-            .arg(only_if.as_str())
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(failed == 1)
-    }
-
-    pub async fn cancel_session(&self, id: SessionId) -> Result<CancelOutcome> {
-        let outcome: String = self
-            .session_script(&scripts::CANCEL_SESSION, id)
-            .key(self.keys.decomposing_zset())
-            .arg(self.keys.control_channel())
-            .arg(format!("cancel {id}"))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(match outcome.as_str() {
-            "ok" => CancelOutcome::Cancelled,
-            "missing" => CancelOutcome::NotFound,
-            other => CancelOutcome::Finished(SessionStatus::parse(other).ok_or_else(|| {
-                StoreError::Corrupt(format!("session {id} has status {other:?}"))
-            })?),
-        })
-    }
-
-    /// The whole session, read in one step (its `lastSeq` matches the todos and agents).
-    pub async fn snapshot(&self, id: SessionId) -> Result<Option<Session>> {
-        type Raw = Option<(Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>)>;
-        let raw: Raw = self
-            .session_script(&scripts::SNAPSHOT, id)
-            .invoke_async(&mut self.conn())
-            .await?;
-        let Some((session, todos, agents)) = raw else {
-            return Ok(None);
-        };
-        let s = Fields(session);
-        let status = s.req("status", "session")?;
-        let mut out = Session {
-            id,
-            prompt: s.req("prompt", "session")?.to_owned(),
-            agent_count: parse_num(s.req("agentCount", "session")?, "agentCount")?,
-            status: SessionStatus::parse(status)
-                .ok_or_else(|| StoreError::Corrupt(format!("session status {status:?}")))?,
-            todos: Vec::with_capacity(todos.len()),
-            agents: Vec::with_capacity(agents.len()),
-            created_at: parse_num(s.req("createdAt", "session")?, "createdAt")?,
-            error: s.some("error").map(str::to_owned),
-            finished_at: s
-                .some("finishedAt")
-                .map(|v| parse_num(v, "finishedAt"))
-                .transpose()?,
-            last_seq: s
-                .some("seq")
-                .map(|v| parse_num(v, "seq"))
-                .transpose()?
-                .unwrap_or(0),
-        };
-        for t in todos {
-            out.todos.push(todo_from(&Fields(t))?);
-        }
-        for a in agents {
-            out.agents.push(agent_from(&Fields(a), id)?);
-        }
-        Ok(Some(out))
-    }
-
     /// Sessions newest first. `cursor` is a previous page's `next_cursor`.
     pub async fn list_sessions(&self, limit: usize, cursor: Option<&str>) -> Result<SessionPage> {
         let (max_score, after) = match cursor.and_then(parse_cursor) {
@@ -234,10 +95,9 @@ impl Store {
             sessions.push(SessionSummary {
                 id: *id,
                 prompt,
-                agent_count: parse_num(&count, "agentCount")?,
-                status: SessionStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("session status {status:?}")))?,
-                created_at: parse_num(&created, "createdAt")?,
+                agent_count: parse_num(&count, "agentCount").map_err(StoreError::Corrupt)?,
+                status: session_status(&status).map_err(StoreError::Corrupt)?,
+                created_at: parse_num(&created, "createdAt").map_err(StoreError::Corrupt)?,
                 error: error.filter(|e| !e.is_empty()),
             });
         }
@@ -325,44 +185,6 @@ impl Store {
 fn parse_cursor(cursor: &str) -> Option<(u64, String)> {
     let (score, id) = cursor.split_once('-')?;
     Some((score.parse().ok()?, SessionId::parse(id).ok()?.to_string()))
-}
-
-pub(crate) fn parse_num<T: std::str::FromStr>(value: &str, what: &str) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| StoreError::Corrupt(format!("{what} is {value:?}, not a number")))
-}
-
-fn todo_from(f: &Fields) -> Result<Todo> {
-    let status = f.req("status", "todo")?;
-    Ok(Todo {
-        id: TodoId::parse(f.req("id", "todo")?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        description: f.req("description", "todo")?.to_owned(),
-        status: TodoStatus::parse(status)
-            .ok_or_else(|| StoreError::Corrupt(format!("todo status {status:?}")))?,
-        assigned_to: f.some("assignedTo").and_then(|a| AgentId::parse(a).ok()),
-        result: f.get("result").map(str::to_owned),
-        error: f.some("error").map(str::to_owned),
-        attempts: f
-            .some("attempts")
-            .map(|a| parse_num(a, "attempts"))
-            .transpose()?
-            .unwrap_or(0),
-    })
-}
-
-fn agent_from(f: &Fields, session_id: SessionId) -> Result<Agent> {
-    let status = f.req("status", "agent")?;
-    Ok(Agent {
-        id: AgentId::parse(f.req("id", "agent")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        session_id,
-        status: AgentStatus::parse(status)
-            .ok_or_else(|| StoreError::Corrupt(format!("agent status {status:?}")))?,
-        current_task_id: f.some("currentTaskId").and_then(|t| TodoId::parse(t).ok()),
-        sandbox_id: f.some("sandboxId").map(str::to_owned),
-        stream_url: f.some("streamUrl").map(str::to_owned),
-    })
 }
 
 impl Store {

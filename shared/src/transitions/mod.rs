@@ -1,0 +1,379 @@
+//! The state transitions: one Lua script each (`src/lua/<name>.lua`), and here one Rust type
+//! each that owns its script, names its keys and arguments, and decodes its reply into an enum.
+//! [`Store::run`](crate::Store::run) executes one.
+//!
+//! How a call crosses the boundary (`lua/prelude.lua` reads it):
+//! - KEYS: every key the script touches, so Redis (and a Cluster) sees them all;
+//! - ARGV\[1\]: one JSON object `{"keys": {name: index}, "channels": {name: channel},
+//!   "args": {...}, "session": {...}}`, so the script reads `K.ready`, `C.control` and
+//!   `ARGS.maxAttempts`, never a position;
+//! - the reply: one JSON object tagged by `outcome` (a few reads answer plain arrays), decoded by
+//!   the transition's `Reply` type through `FromRedisValue`.
+//!
+//! # Layout
+//! - [`session`]: the coordinator's — init, create, fail, cancel, snapshot.
+//! - [`agent`]: a runner's while it holds an agent — start, assign next, complete, fail an
+//!   attempt, release, emit events, stream ready.
+//! - [`registry`]: leases and the queue — heartbeat, dead runners, requeue, forget.
+
+pub mod agent;
+pub mod registry;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use redis::{FromRedisValue, ParsingError, Script, ScriptInvocation, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ids::SessionId;
+use crate::keys::{Keys, SessionKeys};
+
+pub use agent::{
+    AfterCompletion, AgentDone, AssignNext, AssignOutcome, AttemptOutcome, CompleteOutcome,
+    CompleteTodo, EmitEvents, FailAttempt, Fenced, Holder, LeaseToken, ReleaseAgent,
+    ReleaseOutcome, StartAgent, StartOutcome, StreamReady,
+};
+pub use registry::{
+    DeadRunnerIds, DeadRunners, ForgetOutcome, ForgetRunner, Heartbeat, HeartbeatOutcome,
+    RequeueJob, RequeueOutcome,
+};
+pub use session::{
+    CancelOutcome, CancelSession, CreateOutcome, CreateSession, FailOutcome, FailSession,
+    InitOutcome, InitSession, Snapshot,
+};
+
+/// One Lua transition. The value itself is the call's arguments: it serializes to what the
+/// script reads as `ARGS` (derived, with fields named as the script reads them, or written out
+/// where an argument is computed, such as an event payload).
+pub trait Transition: Serialize {
+    /// What the script answers, decoded.
+    type Reply: FromRedisValue;
+
+    /// Its script (built by the `lua!` macro).
+    fn lua(&self) -> &'static Lua;
+
+    /// The session whose keys it works on (all of [`session_keys`]), or `None` for a transition
+    /// of global keys only.
+    fn session(&self) -> Option<SessionId>;
+
+    /// The keys it touches besides its session's, under the names its script reads them by.
+    fn keys(&self, _keys: &Keys) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The pub/sub channels it publishes on besides its session's live channel, by name
+    /// (`C.<name>`). Channels are not keys, but on a Cluster they have a slot too.
+    fn channels(&self, _keys: &Keys) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// A transition's script: `lua/prelude.lua`, for a session transition `lua/session.lua`, then
+/// its own file. `redis::Script` runs it by EVALSHA and reloads it after a Redis restart.
+pub struct Lua {
+    file: &'static str,
+    script: LazyLock<Script>,
+}
+
+impl Lua {
+    #[doc(hidden)]
+    pub const fn new(file: &'static str, script: LazyLock<Script>) -> Self {
+        Self { file, script }
+    }
+
+    /// The script's file under `src/lua/`.
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
+    pub fn script(&self) -> &Script {
+        &self.script
+    }
+}
+
+/// `lua!(session "x.lua")` or `lua!(global "x.lua")`: a `&'static Lua` for `src/lua/x.lua` with
+/// the preludes it needs.
+macro_rules! lua {
+    (session $file:literal) => {
+        $crate::transitions::lua!(@static $file, concat!(
+            include_str!("../lua/prelude.lua"),
+            include_str!("../lua/session.lua"),
+            include_str!(concat!("../lua/", $file))
+        ))
+    };
+    (global $file:literal) => {
+        $crate::transitions::lua!(@static $file, concat!(
+            include_str!("../lua/prelude.lua"),
+            include_str!(concat!("../lua/", $file))
+        ))
+    };
+    (@static $file:literal, $source:expr) => {{
+        static LUA: $crate::transitions::Lua = $crate::transitions::Lua::new(
+            $file,
+            std::sync::LazyLock::new(|| redis::Script::new($source)),
+        );
+        &LUA
+    }};
+}
+pub(crate) use lua;
+
+/// Implements [`Transition`] from the facts of one transition: its type and reply, its script —
+/// `session "<file>" in <path of its session id>`, or `global "<file>"` — and then, after a `;`,
+/// its other trait items (`keys`, `channels`).
+macro_rules! transition {
+    ($ty:ty => $reply:ty, session $file:literal in $($path:ident).+ $(; $($items:tt)*)?) => {
+        $crate::transitions::transition!(
+            @impl $ty, $reply, $crate::transitions::lua!(session $file), [$($path).+]
+            $($($items)*)?
+        );
+    };
+    ($ty:ty => $reply:ty, global $file:literal $(; $($items:tt)*)?) => {
+        $crate::transitions::transition!(
+            @impl $ty, $reply, $crate::transitions::lua!(global $file), [] $($($items)*)?
+        );
+    };
+    (@impl $ty:ty, $reply:ty, $lua:expr, [$($path:ident).*] $($items:tt)*) => {
+        impl $crate::transitions::Transition for $ty {
+            type Reply = $reply;
+            fn lua(&self) -> &'static $crate::transitions::Lua {
+                $lua
+            }
+            fn session(&self) -> Option<$crate::ids::SessionId> {
+                $crate::transitions::transition!(@session self $($path).*)
+            }
+            $($items)*
+        }
+    };
+    (@session $self:ident) => {
+        None
+    };
+    (@session $self:ident $($path:ident).+) => {
+        Some($self.$($path).+)
+    };
+}
+pub(crate) use transition;
+
+/// The keys every session transition gets, named as `lua/session.lua` reads them.
+pub fn session_keys(k: &SessionKeys) -> [(&'static str, String); 5] {
+    [
+        ("session", k.session_hash()),
+        ("todos", k.todo_ids_list()),
+        ("agents", k.agent_ids_list()),
+        ("pending", k.pending_list()),
+        ("events", k.events_stream()),
+    ]
+}
+
+/// Every key `t` touches, by name: what must live in one slot on a Redis Cluster.
+pub fn all_keys<T: Transition>(t: &T, keys: &Keys) -> Vec<(&'static str, String)> {
+    let mut all = Vec::new();
+    if let Some(session) = t.session() {
+        all.extend(session_keys(&keys.session(session)));
+    }
+    all.extend(t.keys(keys));
+    all
+}
+
+/// Every channel `t` publishes on, by name: its session's live channel first.
+pub fn all_channels<T: Transition>(t: &T, keys: &Keys) -> Vec<(&'static str, String)> {
+    let mut all = Vec::new();
+    if let Some(session) = t.session() {
+        all.push(("live", keys.session(session).live_channel()));
+    }
+    all.extend(t.channels(keys));
+    all
+}
+
+/// How a session transition builds the keys of its TODOs and agents and caps its events
+/// (`CALL.session` in Lua).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionNames {
+    todo_prefix: String,
+    agent_prefix: String,
+    events_maxlen: u64,
+}
+
+/// ARGV\[1\]: the whole call but its keys' values.
+#[derive(Serialize)]
+struct Call<A> {
+    keys: BTreeMap<&'static str, usize>,
+    channels: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionNames>,
+    args: A,
+}
+
+/// The invocation of `t`: its keys in KEYS, the rest in ARGV\[1\].
+pub(crate) fn invocation<T: Transition>(
+    t: &T,
+    keys: &Keys,
+    events_maxlen: u64,
+) -> serde_json::Result<ScriptInvocation<'static>> {
+    let mut inv = t.lua().script.prepare_invoke();
+    let mut index = BTreeMap::new();
+    for (position, (name, key)) in all_keys(t, keys).into_iter().enumerate() {
+        inv.key(key);
+        index.insert(name, position + 1);
+    }
+    let session = t.session().map(|id| {
+        let k = keys.session(id);
+        SessionNames {
+            todo_prefix: k.todo_prefix(),
+            agent_prefix: k.agent_prefix(),
+            events_maxlen,
+        }
+    });
+    let call = Call {
+        keys: index,
+        channels: all_channels(t, keys).into_iter().collect(),
+        session,
+        args: t,
+    };
+    inv.arg(serde_json::to_string(&call)?);
+    Ok(inv)
+}
+
+/// `serialize_with` for a duration the script takes in milliseconds.
+pub(crate) fn millis<S: serde::Serializer>(
+    d: &std::time::Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Decodes a script's JSON reply (see the module doc).
+pub(crate) fn decode_json<T: DeserializeOwned>(value: Value) -> Result<T, ParsingError> {
+    match value {
+        Value::BulkString(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            let text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            ParsingError::from(format!("{e} in reply {text:?}"))
+        }),
+        other => Err(format!("expected a JSON reply, got {other:?}").into()),
+    }
+}
+
+/// Declares a script's reply: one JSON object tagged by `outcome`, its names in camelCase (as
+/// `reply` in `lua/prelude.lua` writes it), decoded by `FromRedisValue`.
+macro_rules! reply {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variants:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+        #[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
+        pub enum $name { $($variants)* }
+        $crate::transitions::json_reply!($name);
+    };
+}
+pub(crate) use reply;
+
+/// `FromRedisValue` for reply types the scripts send as one JSON object.
+macro_rules! json_reply {
+    ($($ty:ty),+ $(,)?) => {
+        $(impl redis::FromRedisValue for $ty {
+            fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
+                $crate::transitions::decode_json(value)
+            }
+        })+
+    };
+}
+pub(crate) use json_reply;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ids::{AgentId, AgentJob, RunnerId};
+    use crate::model::{SessionStatus, Todo};
+    use crate::store::RunnerInfo;
+
+    /// The hash tags of everything `t` touches: keys and channels.
+    fn tags<T: Transition>(t: &T, keys: &Keys) -> BTreeSet<String> {
+        all_keys(t, keys)
+            .into_iter()
+            .chain(all_channels(t, keys))
+            .map(|(name, key)| {
+                let tag = key
+                    .split_once('{')
+                    .and_then(|(_, rest)| rest.split_once('}'));
+                let (tag, _) = tag.unwrap_or_else(|| panic!("{name} {key:?} has no hash tag"));
+                tag.to_owned()
+            })
+            .collect()
+    }
+
+    /// What docs/redis-schema.md promises: a runner's transitions touch one slot (its
+    /// session's, or the queue's); only the coordinator's four session scripts also touch the
+    /// queue's. A Cluster deployment has to change exactly these.
+    #[test]
+    fn each_transition_touches_one_slot_but_the_documented_four() {
+        let keys = Keys::new("q").unwrap();
+        let job = AgentJob {
+            session_id: SessionId::new(),
+            agent_id: AgentId::new(),
+        };
+        let (id, runner) = (job.session_id, RunnerId::generate("h"));
+        let token = LeaseToken("1".into());
+        let session: BTreeSet<String> = [id.to_string()].into();
+        let both: BTreeSet<String> = [id.to_string(), "q".to_owned()].into();
+        let queue: BTreeSet<String> = ["q".to_owned()].into();
+        let todos = [Todo::new("t".into())];
+        let start = StartAgent {
+            job,
+            runner: &runner,
+            max_attempts: 1,
+        };
+        assert_eq!(tags(&start, &keys), session);
+        let assign = AssignNext {
+            job,
+            token: &token,
+            max_attempts: 1,
+        };
+        assert_eq!(tags(&assign, &keys), session);
+        let release = ReleaseAgent {
+            job,
+            holder: Holder::Runner(&runner),
+            count_attempt: true,
+            reason: "r",
+        };
+        assert_eq!(tags(&release, &keys), session);
+        let init = InitSession {
+            id,
+            prompt: "p",
+            agent_count: 1,
+            created_at: 0,
+            deadline: 0,
+            retention: Duration::ZERO,
+        };
+        assert_eq!(tags(&init, &keys), both);
+        let create = CreateSession {
+            id,
+            todos: &todos,
+            agents: &[],
+        };
+        assert_eq!(tags(&create, &keys), both);
+        let fail = FailSession {
+            id,
+            error: "e",
+            only_if: SessionStatus::Decomposing,
+        };
+        assert_eq!(tags(&fail, &keys), both);
+        assert_eq!(tags(&CancelSession { id }, &keys), both);
+        let info = RunnerInfo::default();
+        let beat = Heartbeat {
+            runner: &runner,
+            lease: Duration::from_secs(1),
+            info: &info,
+        };
+        assert_eq!(tags(&beat, &keys), queue);
+        let requeue = RequeueJob {
+            runner: &runner,
+            job: "j",
+        };
+        assert_eq!(tags(&requeue, &keys), queue);
+        assert_eq!(tags(&ForgetRunner { runner: &runner }, &keys), queue);
+    }
+}
