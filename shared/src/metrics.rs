@@ -68,7 +68,23 @@ fn describe() {
     );
     describe_counter!(
         "swarmq_events_relayed_total",
-        "Events emitted to Socket.IO rooms"
+        "Events relayed to Socket.IO rooms (once per event per room)"
+    );
+    describe_counter!(
+        "swarmq_events_delivered_total",
+        "Events handed to Socket.IO clients (once per event per client)"
+    );
+    describe_counter!(
+        "swarmq_socket_evictions_total",
+        "Socket.IO clients evicted for not keeping up, by reason"
+    );
+    describe_counter!(
+        "swarmq_socket_joins_refused_total",
+        "session:join requests refused"
+    );
+    describe_counter!(
+        "swarmq_socket_client_errors_total",
+        "Socket.IO protocol mistakes by clients, by kind"
     );
     describe_gauge!("swarmq_socket_connections", "Connected Socket.IO clients");
     describe_gauge!(
