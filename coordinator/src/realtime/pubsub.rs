@@ -32,6 +32,14 @@ pub(super) enum SubCommand {
 
 type Commands = mpsc::UnboundedReceiver<SubCommand>;
 
+/// What a command changed in [`Subscriptions`].
+enum Noted {
+    /// Subscribe this session's channel, then tell the room.
+    Subscribe(SessionId, oneshot::Sender<()>),
+    Unsubscribe(SessionId),
+    Ignored,
+}
+
 /// The channels rooms want (by the generation of the room that asked), and rooms still waiting
 /// for their subscription.
 struct Subscriptions {
@@ -169,28 +177,34 @@ impl Subscriptions {
 
     /// Notes a command while disconnected; it takes effect at the next subscribe.
     fn record(&mut self, cmd: SubCommand) {
-        match cmd {
-            SubCommand::Subscribe {
-                session,
-                generation,
-                done,
-            } => {
-                self.wanted.insert(session, generation);
-                self.waiting.push(done);
-            }
-            SubCommand::Unsubscribe {
-                session,
-                generation,
-            } => {
-                if self.wanted.get(&session) == Some(&generation) {
-                    self.wanted.remove(&session);
-                }
-            }
+        if let Noted::Subscribe(_, done) = self.note(cmd) {
+            self.waiting.push(done);
         }
     }
 
     /// Applies a command on the live connection. `Err` when the connection failed.
     async fn apply(&mut self, cmd: SubCommand, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+        match self.note(cmd) {
+            Noted::Subscribe(session, done) => {
+                let result = sink.subscribe(self.channel(session)).await;
+                match result {
+                    Ok(()) => drop(done.send(())),
+                    Err(_) => self.waiting.push(done),
+                }
+                result
+            }
+            Noted::Unsubscribe(session) => {
+                // Best effort: a stale subscription only costs messages no room takes.
+                let _ = sink.unsubscribe(self.channel(session)).await;
+                Ok(())
+            }
+            Noted::Ignored => Ok(()),
+        }
+    }
+
+    /// Updates what rooms want. An unsubscribe from an older room of the session (a newer one
+    /// subscribed since) is ignored.
+    fn note(&mut self, cmd: SubCommand) -> Noted {
         match cmd {
             SubCommand::Subscribe {
                 session,
@@ -198,27 +212,16 @@ impl Subscriptions {
                 done,
             } => {
                 self.wanted.insert(session, generation);
-                match sink.subscribe(self.channel(session)).await {
-                    Ok(()) => {
-                        let _ = done.send(());
-                        Ok(())
-                    }
-                    Err(e) => {
-                        self.waiting.push(done);
-                        Err(e)
-                    }
-                }
+                Noted::Subscribe(session, done)
             }
             SubCommand::Unsubscribe {
                 session,
                 generation,
-            } => {
-                if self.wanted.get(&session) == Some(&generation) {
-                    self.wanted.remove(&session);
-                    let _ = sink.unsubscribe(self.channel(session)).await;
-                }
-                Ok(())
+            } if self.wanted.get(&session) == Some(&generation) => {
+                self.wanted.remove(&session);
+                Noted::Unsubscribe(session)
             }
+            SubCommand::Unsubscribe { .. } => Noted::Ignored,
         }
     }
 

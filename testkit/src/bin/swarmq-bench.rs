@@ -513,6 +513,16 @@ const W2_PACE: Pace = Pace {
     interval_secs: 0.025,
 };
 
+/// A runner of the W2 worker (`bench/workers/stamp.py`), which stamps or floods its lines.
+async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProcess {
+    let worker = format!(
+        "{} {}",
+        python(),
+        repo_root().join("bench/workers/stamp.py").display()
+    );
+    RunnerProcess::start(&redis.url(), &worker, env).await
+}
+
 /// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
 /// With `flood`, one session whose worker prints that many lines as fast as it can.
 async fn relay_run(
@@ -550,14 +560,8 @@ async fn relay_run(
     let flood_s = flood.to_string();
     let (lines_s, interval_s) = (pace.lines.to_string(), pace.interval_secs.to_string());
     let cpu_before = cpu_ms(coordinator.process.pid());
-    let worker = format!(
-        "{} {}",
-        python(),
-        repo_root().join("bench/workers/stamp.py").display()
-    );
-    let _runner = RunnerProcess::start(
-        &redis.url(),
-        &worker,
+    let _runner = stamp_runner(
+        &redis,
         &[
             ("SWARMQ_RUNNER_SLOTS", &slots),
             ("BENCH_FLOOD", &flood_s),
@@ -740,14 +744,8 @@ async fn coordinator_memory_frozen(frozen: usize, flood: usize) -> anyhow::Resul
     let mut lines = tokio::io::BufReader::new(healthy.stdout.take().expect("stdout")).lines();
     next_json(&mut lines, "joined").await?;
     let flood_s = flood.to_string();
-    let worker = format!(
-        "{} {}",
-        python(),
-        repo_root().join("bench/workers/stamp.py").display()
-    );
-    let _runner = RunnerProcess::start(
-        &redis.url(),
-        &worker,
+    let _runner = stamp_runner(
+        &redis,
         &[
             ("BENCH_FLOOD", &flood_s),
             ("SWARMQ_WORKER_PASS_ENV", "BENCH_FLOOD"),
