@@ -56,6 +56,12 @@ function watch(id) {
         console.error("join failed", ack);
         process.exit(1);
       }
+      if (ack.truncated) {
+        // The stream no longer holds what this viewer missed: a loss it was told about, but
+        // the run cannot audit it (the bench keeps the whole flood in the stream).
+        console.error("join truncated: events after", lastSeq, "were trimmed");
+        process.exit(1);
+      }
       if (!hasJoined) {
         hasJoined = true;
         if (++joined === total) console.log(JSON.stringify({ type: "joined" }));

@@ -534,11 +534,15 @@ async fn relay_run(
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
     let baseline = pubsub_latency(&redis).await?;
+    // A viewer evicted during a flood resumes from the stream, so the stream must still hold
+    // what it missed: keep the whole flood (the default keeps the last 10,000 events).
+    let maxlen = (flood + 1_000).max(10_000).to_string();
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
         &[
             ("SWARMQ_PLANNER", "local"),
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
+            ("SWARMQ_EVENTS_MAXLEN", &maxlen),
         ],
     )
     .await;
@@ -573,6 +577,7 @@ async fn relay_run(
                 "BENCH_FLOOD,BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
             ),
             ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+            ("SWARMQ_EVENTS_MAXLEN", &maxlen),
         ],
     )
     .await;
