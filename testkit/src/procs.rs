@@ -36,7 +36,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, envs: &[(String, String)]) -> Self {
+    pub fn spawn(name: &str, envs: &[(String, String)]) -> Self {
         let mut cmd = Command::new(binary(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -217,7 +217,9 @@ def test_coordinator_healthcheck_port_and_redis(compose):
     env = environment(coordinator)
     assert env.get("REDIS_URL") == "redis://redis:6379"
     ports = [str(p.get("published")) if isinstance(p, dict) else str(p) for p in coordinator.get("ports") or []]
-    assert any(p.startswith("3000") for p in ports), ports
+    # Published on the host's loopback only (a TLS proxy fronts it), never on every interface.
+    assert ports == ["127.0.0.1:3000:3000"], ports
+    assert env.get("SWARMQ_API_TOKEN", "").startswith("${SWARMQ_API_TOKEN:?"), "a token is required"
     depends = coordinator.get("depends_on") or {}
     assert isinstance(depends, dict) and depends.get("redis", {}).get("condition") == "service_healthy"
 
