@@ -18,6 +18,7 @@
 //!   Prometheus recorder and every metric's description.
 //! - [`telemetry`]: tracing set-up; [`shutdown`]: stopping on SIGINT/SIGTERM.
 //! - [`backoff`]: the retry delays; [`rate`]: the token bucket.
+//! - [`text`]: characters a prompt or TODO may not hold, and printing text safely.
 
 pub mod backoff;
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod transitions;
 
 pub use event::{Event, EventEnvelope};
