@@ -324,3 +324,39 @@ async fn slow_headers_and_stalled_bodies_are_closed() {
     }
     assert_eq!(healthz(&coordinator.url).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_names_the_client_only_from_a_trusted_proxy() {
+    let redis = RedisServer::start();
+    let settings = [
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--create-rate-per-min",
+        "1",
+    ];
+    let coordinator = InProcCoordinator::offline(&redis.url(), &settings).await;
+    let client = reqwest::Client::new();
+    let create = |lines: &[&str]| {
+        let mut request = client
+            .post(format!("{}/api/sessions", coordinator.url))
+            .json(&serde_json::json!({"prompt": "a", "agentCount": 1}));
+        for line in lines {
+            request = request.header("x-forwarded-for", *line);
+        }
+        request.send()
+    };
+    let code = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(code(create(&["1.1.1.1"]).await.unwrap()), 201);
+    // A second header line, a mapped address or a forged earlier hop: still client 1.1.1.1.
+    for lines in [
+        &["6.6.6.6", "1.1.1.1"][..],
+        &["::ffff:1.1.1.1"],
+        &["9.9.9.9, 1.1.1.1"],
+    ] {
+        assert_eq!(code(create(lines).await.unwrap()), 429, "{lines:?}");
+    }
+    assert_eq!(code(create(&["1.1.1.1, 2.2.2.2"]).await.unwrap()), 201);
+    // IPv6 clients count per /64.
+    assert_eq!(code(create(&["2001:db8:1:2::1"]).await.unwrap()), 201);
+    assert_eq!(code(create(&["2001:db8:1:2::ffff"]).await.unwrap()), 429);
+}

@@ -37,7 +37,17 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(name: &str, envs: &[(String, String)]) -> Self {
+        Self::spawn_as(name, envs, None)
+    }
+
+    /// [`Process::spawn`] as another user (`uid`, with the same number as its group), so a test
+    /// run as root can check what a same-user worker can reach.
+    pub fn spawn_as(name: &str, envs: &[(String, String)], uid: Option<u32>) -> Self {
         let mut cmd = Command::new(binary(name));
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid);
+        }
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
