@@ -135,6 +135,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout_secs: u64,
 
+    /// After SIGTERM: seconds in-flight requests (a POST /api/sessions may be decomposing for up
+    /// to SWARMQ_DECOMPOSE_TIMEOUT_SECS) get to finish before the coordinator stops anyway.
+    /// Idle connections close at once. Whatever stops it must wait longer.
+    #[arg(long, env = "SWARMQ_SHUTDOWN_GRACE_SECS", default_value_t = 130,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+
     /// Seconds a request body may send nothing before the request is dropped.
     #[arg(long, env = "SWARMQ_IDLE_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

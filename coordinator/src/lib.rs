@@ -52,13 +52,11 @@ use crate::sessions::SessionService;
 use crate::state::AppState;
 use crate::token::Token;
 
-/// How long open connections may take to close after a shutdown signal.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     gate: Arc<Gate>,
+    shutdown_grace: std::time::Duration,
     sockets: Arc<Engine>,
     state: AppState,
     background: CancellationToken,
@@ -107,6 +105,7 @@ impl Application {
             listener,
             router,
             gate,
+            shutdown_grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
             sockets,
             state,
             background,
@@ -147,7 +146,7 @@ impl Application {
             self.router,
             self.gate,
             shutdown,
-            SHUTDOWN_GRACE,
+            self.shutdown_grace,
         )
         .await;
         background.cancel();

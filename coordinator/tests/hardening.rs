@@ -360,3 +360,26 @@ async fn forwarded_for_names_the_client_only_from_a_trusted_proxy() {
     assert_eq!(code(create(&["2001:db8:1:2::1"]).await.unwrap()), 201);
     assert_eq!(code(create(&["2001:db8:1:2::ffff"]).await.unwrap()), 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_exist_at_zero_from_the_start() {
+    let redis = RedisServer::start();
+    let coordinator = CoordinatorProcess::start(&redis.url(), &[]).await;
+    let text = reqwest::get(format!("{}/metrics", coordinator.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "swarmq_redis_errors_total 0",
+        "swarmq_sessions_finished_total{status=\"failed\"} 0",
+        "swarmq_reaped_runners_total 0",
+        "swarmq_http_connections_refused_total{reason=\"connection limit reached\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == series),
+            "no {series:?} in\n{text}"
+        );
+    }
+}
