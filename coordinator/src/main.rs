@@ -11,13 +11,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let config: Config = cli::parse_or_exit("swarmq-coordinator");
-    match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run(config)),
-        Err(e) => {
-            eprintln!("swarmq-coordinator: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run_on_runtime("swarmq-coordinator", run(config))
 }
 
 async fn run(config: Config) -> ExitCode {

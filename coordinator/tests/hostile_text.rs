@@ -2,18 +2,14 @@
 //! bidirectional overrides are refused with a 400 naming the character; what workers report
 //! (events, results) is shown by the CLI with those characters escaped, never raw.
 
-use std::process::Command;
 use std::time::Duration;
 
-use swarmq_testkit::procs::binary;
+use swarmq_testkit::procs::swarmq_cli;
 use swarmq_testkit::{CoordinatorProcess, RedisServer, RunnerProcess, fixture_worker};
 
+/// Exit status and everything the CLI printed (stdout, then stderr).
 fn cli(url: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(binary("swarmq"))
-        .env("SWARMQ_URL", url)
-        .args(args)
-        .output()
-        .expect("run swarmq");
+    let out = swarmq_cli(url, args);
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)

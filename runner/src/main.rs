@@ -17,13 +17,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let config: Config = cli::parse_or_exit("swarmq-runner");
-    match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run(config)),
-        Err(e) => {
-            eprintln!("swarmq-runner: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run_on_runtime("swarmq-runner", run(config))
 }
 
 async fn run(config: Config) -> ExitCode {

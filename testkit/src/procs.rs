@@ -28,6 +28,15 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs the `swarmq` CLI against the coordinator at `url` and waits for it.
+pub fn swarmq_cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(binary("swarmq"))
+        .env("SWARMQ_URL", url)
+        .args(args)
+        .output()
+        .expect("run swarmq")
+}
+
 /// A child process whose stderr (JSON log lines) is collected.
 pub struct Process {
     child: Child,
