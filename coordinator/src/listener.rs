@@ -1,7 +1,7 @@
 //! Accepting and serving HTTP connections, bounded before anything is authenticated:
 //!
 //! - a global connection cap (`SWARMQ_MAX_CONNECTIONS`, never above what the open-file limit
-//!   leaves room for) and a per-address cap (`SWARMQ_MAX_CONNECTIONS_PER_IP`, keyed as
+//!   leaves room for; 127.0.0.1 and ::1 get a few places beyond it, for local health checks) and a per-address cap (`SWARMQ_MAX_CONNECTIONS_PER_IP`, keyed as
 //!   [`client_addr::limit_key`]: IPv4 address or IPv6 /64; trusted proxies are exempt). A
 //!   connection over a cap gets a one-line 503 and is closed at once. Websockets count until
 //!   they close: the permit travels with the socket into the upgrade.
@@ -33,8 +33,12 @@ use tower::ServiceExt;
 use crate::client_addr::{TrustedProxies, limit_key};
 use crate::client_log;
 
-/// File descriptors kept free of connections (Redis, logs, the listener itself).
+/// File descriptors kept free of connections (Redis, logs, the listener itself, and the
+/// loopback reserve below).
 const FD_RESERVE: u64 = 64;
+/// Connections beyond the global cap that 127.0.0.1 and ::1 may still open: a local health check
+/// (a container's HEALTHCHECK, a probe on the host) gets through while the cap is full.
+const LOOPBACK_RESERVE: usize = 16;
 
 /// The connection bounds (see the module docs).
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +80,14 @@ impl Gate {
 
     /// A place for a connection from `peer`, or why not.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, &'static str> {
-        if self.total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
+        let local = matches!(peer.to_canonical(), IpAddr::V4(v4) if v4 == std::net::Ipv4Addr::LOCALHOST)
+            || peer == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        let cap = if local {
+            self.limits.max_connections + LOOPBACK_RESERVE
+        } else {
+            self.limits.max_connections
+        };
+        if self.total.fetch_add(1, Ordering::AcqRel) >= cap {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err("connection limit reached");
         }
@@ -290,7 +301,12 @@ mod tests {
             .admit(proxy)
             .expect("trusted proxies have no per-address cap");
         assert_eq!(gate.admit(proxy).err(), Some("connection limit reached"));
-        drop(p1);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let health = gate
+            .admit(local)
+            .expect("a local health check passes a full cap");
+        assert_eq!(gate.open(), 4);
+        drop((p1, health));
         assert_eq!(gate.open(), 2);
         let _p4 = gate.admit(a).expect("a freed place is reusable");
     }
