@@ -383,3 +383,31 @@ async fn counters_exist_at_zero_from_the_start() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failed_joins_is_counted_not_logged_line_by_line() {
+    let redis = RedisServer::start();
+    let coordinator = CoordinatorProcess::start(&redis.url(), &[]).await;
+    let addr: std::net::SocketAddr = coordinator
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let mut ws = websocket_from("127.0.0.1", addr).await;
+    ws.send(Message::text("40")).await.unwrap();
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for i in 0..1_000 {
+        let join = format!(r#"42{i}["session:join",{{"sessionId":"{unknown}"}}]"#);
+        ws.send(Message::text(join)).await.unwrap();
+    }
+    let refused = "swarmq_socket_joins_refused_total";
+    wait_for(LIMIT, "every join answered", || async {
+        (metric(&coordinator.url, refused).await >= 1_000.0).then_some(())
+    })
+    .await;
+    let lines = coordinator.process.log_messages("client error").len();
+    assert!(
+        (1..=21).contains(&lines),
+        "{lines} log lines for 1,000 refused joins"
+    );
+}
