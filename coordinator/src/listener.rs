@@ -244,31 +244,41 @@ fn refuse(stream: TcpStream, peer: SocketAddr, why: &'static str) {
     let _ = stream.try_write(answer.as_bytes());
 }
 
-/// Raises the soft open-file limit to the hard one and returns the connection cap that fits in
-/// it: `configured`, or less (with a warning) when the limit leaves no room for that many.
-pub fn fit_to_open_file_limit(configured: usize) -> usize {
+/// Raises the soft open-file limit to the hard one; returns the limit now in force (`None` when
+/// it cannot be read).
+pub fn raise_open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return configured;
+        return None;
     }
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
             rlim_max: limit.rlim_max,
         };
+        // SAFETY: as above.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             limit.rlim_cur = limit.rlim_max;
         }
     }
-    let room = usize::try_from(limit.rlim_cur.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    Some(limit.rlim_cur)
+}
+
+/// The connection cap that fits in the open-file limit (raised first): `configured`, or less
+/// (with a warning) when the limit leaves no room for that many.
+pub fn fit_to_open_file_limit(configured: usize) -> usize {
+    let Some(open_files) = raise_open_file_limit() else {
+        return configured;
+    };
+    let room = usize::try_from(open_files.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
     if room < configured {
         tracing::warn!(
             configured,
-            open_file_limit = limit.rlim_cur,
+            open_file_limit = open_files,
             effective = room,
             "SWARMQ_MAX_CONNECTIONS lowered to fit the open-file limit (raise `ulimit -n` / LimitNOFILE)"
         );

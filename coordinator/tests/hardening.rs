@@ -253,6 +253,8 @@ async fn refuse_oversized(url: &str, flooders: Vec<tokio_tungstenite::WebSocketS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_before_authentication_leave_memory_bounded_and_health_answering() {
+    // The test itself holds over a thousand sockets.
+    swarmq_coordinator::listener::raise_open_file_limit();
     let redis = RedisServer::start();
     let coordinator =
         CoordinatorProcess::start(&redis.url(), &[("SWARMQ_API_TOKEN", "s3cret")]).await;
