@@ -117,6 +117,11 @@ pub struct Config {
     /// (e.g. 0.0.0.0:9090). Unset: no listener.
     #[arg(long, env = "SWARMQ_RUNNER_HTTP")]
     pub runner_http: Option<std::net::SocketAddr>,
+
+    /// Bearer token protecting the runner's /metrics (`Authorization: Bearer …`); /healthz and
+    /// /readyz stay open. Unset: /metrics is open.
+    #[arg(long, env = "SWARMQ_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {

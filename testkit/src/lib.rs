@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use anthropic::{FakeAnthropic, Reply};
 pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
-pub use procs::{CoordinatorProcess, RunnerProcess};
+pub use procs::{CoordinatorProcess, Process, RunnerProcess};
 pub use redis::RedisServer;
 pub use stalled::StalledClient;
 

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,6 +15,7 @@ use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId, SessionStatus};
 
 use super::body::json_object;
+use crate::client_addr;
 use crate::error::ApiError;
 use crate::sessions::NewSession;
 use crate::state::AppState;
@@ -31,31 +32,16 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/cancel", post(cancel))
 }
 
-/// The client's address: the socket peer, or — behind a trusted proxy — the last
-/// X-Forwarded-For entry, the one that proxy appended (earlier entries are client-supplied).
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return ip;
-    }
-    peer.ip()
-}
-
 async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let client = client_ip(&headers, peer, state.trust_forwarded_for);
+    let client = client_addr::client_ip(&headers, peer.ip(), &state.trusted_proxies);
     state
         .create_limiter
-        .check(client)
+        .check(client_addr::limit_key(client))
         .map_err(|wait| ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs().max(1),
         })?;
@@ -133,24 +119,5 @@ async fn cancel(
             "session {id} is already {status}; only decomposing or running sessions can be cancelled"
         ))),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("session {id} not found"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_counts_only_when_trusted_and_from_the_nearest_proxy() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "6.6.6.6, 10.0.0.9".parse().unwrap());
-        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert_eq!(client_ip(&headers, peer, false), peer.ip());
-        assert_eq!(
-            client_ip(&headers, peer, true),
-            "10.0.0.9".parse::<IpAddr>().unwrap()
-        );
-        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(client_ip(&headers, peer, true), peer.ip());
     }
 }

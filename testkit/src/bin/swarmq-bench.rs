@@ -217,6 +217,9 @@ fn stat_ms(pid: i32, first: usize) -> f64 {
     (ticks(first) + ticks(first + 1)) * 1000.0 / 100.0
 }
 
+/// Thousands of bench viewers share one address: no per-address connection cap.
+const UNCAPPED: (&str, &str) = ("SWARMQ_MAX_CONNECTIONS_PER_IP", "0");
+
 fn rss_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -264,6 +267,7 @@ async fn queue_rate_with(
         &redis.url(),
         &[
             ("SWARMQ_PLANNER", "local"),
+            UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_MAX_AGENTS", "4"),
         ],
@@ -541,6 +545,7 @@ async fn relay_run(
         &redis.url(),
         &[
             ("SWARMQ_PLANNER", "local"),
+            UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_EVENTS_MAXLEN", &maxlen),
         ],
@@ -639,7 +644,8 @@ async fn relay_run(
 async fn coordinator_memory(n: usize) -> anyhow::Result<(u64, u64)> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
-    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let coordinator =
+        CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local"), UNCAPPED]).await;
     let id = coordinator.api().create_ok("one; two", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = rss_kb(coordinator.process.pid());
@@ -704,7 +710,8 @@ async fn flood_row(label: &str, viewers: usize, flood: usize, repeat: usize) -> 
 async fn coordinator_memory_cycle(n: usize, after: &[u64]) -> anyhow::Result<Vec<u64>> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
-    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let coordinator =
+        CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local"), UNCAPPED]).await;
     let id = coordinator.api().create_ok("one; two", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = coordinator.process.pid();
@@ -736,6 +743,7 @@ async fn coordinator_memory_frozen(frozen: usize, flood: usize) -> anyhow::Resul
         &redis.url(),
         &[
             ("SWARMQ_PLANNER", "local"),
+            UNCAPPED,
             ("SWARMQ_EVENTS_MAXLEN", &maxlen),
         ],
     )
@@ -905,6 +913,7 @@ async fn main() -> anyhow::Result<()> {
                 &redis.url(),
                 &[
                     ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+                    UNCAPPED,
                     ("ANTHROPIC_BASE_URL", fake.url()),
                     ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
                 ],
