@@ -514,3 +514,51 @@ async fn pages_carry_a_strict_csp_and_assets_are_cached_by_content_hash() {
     let (status, _) = cluster.api().get("/api/no-such-route").await;
     assert_eq!(status, 404, "the API's routes are unchanged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_session_keeps_the_page_bounded_and_loads_older_events_on_demand() {
+    let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
+    let id = cluster
+        .api()
+        .create_ok("flood:500,sleep:1; flood:500,sleep:1; flood:500", 1)
+        .await;
+    let session = cluster.wait_finished(&id).await;
+    let last = session["lastSeq"].as_u64().expect("lastSeq");
+    assert!(last > 1300, "{last}");
+    let mut browser = Browser::start("dashboard-long-session");
+    browser
+        .open(
+            "main",
+            &format!("{}/sessions/{id}", cluster.coordinator.url),
+        )
+        .await;
+    browser
+        .wait(
+            "main",
+            &format!("document.body.dataset.lastSeq === '{last}'"),
+        )
+        .await;
+    let rows = "[...document.querySelectorAll('#log tr')].map((r) => Number(r.dataset.seq))";
+    let shown: Vec<u64> = serde_json::from_value(browser.eval("main", rows).await).expect("seqs");
+    assert_eq!(
+        shown,
+        (last - 999..=last).collect::<Vec<_>>(),
+        "the newest 1,000 events"
+    );
+    let feed = browser
+        .eval("main", "document.querySelectorAll('.feed li').length")
+        .await;
+    assert_eq!(feed, 200, "a feed keeps its last 200 lines");
+
+    browser.click("main", "#load-older").await;
+    let older = last - 1199;
+    browser
+        .wait(
+            "main",
+            &format!("document.querySelector('#log tr')?.dataset.seq === '{older}'"),
+        )
+        .await;
+    let shown: Vec<u64> = serde_json::from_value(browser.eval("main", rows).await).expect("seqs");
+    assert_eq!(shown, (older..=last).collect::<Vec<_>>());
+    assert_nothing_executed(&mut browser, "main").await;
+}
