@@ -518,6 +518,7 @@ async fn pages_carry_a_strict_csp_and_assets_are_cached_by_content_hash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_session_keeps_the_page_bounded_and_loads_older_events_on_demand() {
     let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
+    // 1,500 lines, paced under the runner's 1,000 lines/s per worker (beyond it lines are dropped).
     let id = cluster
         .api()
         .create_ok("flood:500,sleep:1; flood:500,sleep:1; flood:500", 1)
