@@ -7,6 +7,9 @@ export function connect() {
     // A function, so a reconnect uses the token of the moment.
     auth: (cb) => cb(token() ? { token: token() } : {}),
     reconnectionDelayMax: 2000,
+    // WebSocket first: behind a load balancer it needs no sticky sessions; polling if it fails.
+    transports: ['websocket', 'polling'],
+    tryAllTransports: true,
   });
 }
 
