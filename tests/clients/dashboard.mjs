@@ -11,7 +11,7 @@
 //   {cmd: "click", selector}
 //   {cmd: "wait", js, timeoutMs}  until the expression is truthy in the page; answers its value
 //   {cmd: "eval", js}             the expression's value
-//   {cmd: "screenshot", path}
+//   {cmd: "screenshot", path, fullPage}  (fullPage: true unless false)
 //   {cmd: "close"}                closes the browser and exits
 // Every page starts with window.__xss = false; page errors and console errors are collected in
 // window.__errors (read them with eval). If stdin closes without "close" (the test failed),
@@ -73,7 +73,7 @@ async function run(c) {
     case 'consoleErrors':
       return consoleErrors;
     case 'screenshot':
-      await p.screenshot({ path: c.path, fullPage: true });
+      await p.screenshot({ path: c.path, fullPage: c.fullPage !== false });
       return null;
     default:
       throw new Error(`unknown command ${c.cmd}`);
