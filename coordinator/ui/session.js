@@ -7,7 +7,11 @@ import { Unauthorized, get, post } from './api.js';
 import { connect, isAuthError } from './live.js';
 
 export const FEED_LINES = 200; // per agent
-export const LOG_ROWS = 1000; // raw event log rows kept live; older ones via "load older"
+// Raw event log rows kept live; older ones via "load older". A table row per event is the
+// page's most expensive part at hundreds of events per second (scripts/bench.sh --only UI).
+export const LOG_ROWS = 200;
+// Events replayed when the page opens, to fill the feeds and the log.
+const HISTORY = 2000;
 const COLUMNS = ['pending', 'assigned', 'completed', 'failed'];
 
 export function sessionView(ctx, id) {
@@ -45,7 +49,7 @@ class SessionPage {
     this.layout();
     this.setBoard(snapshot);
     // Feeds and log start with the most recent events; older ones are a click away.
-    this.lastSeq = Math.max(0, snapshot.lastSeq - LOG_ROWS);
+    this.lastSeq = Math.max(0, snapshot.lastSeq - HISTORY);
     this.oldestSeq = this.lastSeq + 1;
     this.render();
     this.listen();
@@ -77,9 +81,10 @@ class SessionPage {
       h('h2', {}, 'Agents'), e.agents,
       h('h2', {}, 'Events'),
       h('div', { class: 'log-tools' }, e.older),
-      h('table', { class: 'log' },
+      h('div', { class: 'log-box' }, h('table', { class: 'log' },
+        h('colgroup', {}, h('col', { class: 'c-seq' }), h('col', { class: 'c-event' }), h('col', {})),
         h('thead', {}, h('tr', {}, h('th', {}, 'seq'), h('th', {}, 'event'), h('th', {}, 'data'))),
-        e.log));
+        e.log)));
   }
 
   setBoard(session) {
@@ -118,6 +123,7 @@ class SessionPage {
       }
       // The snapshot is the truth as of ack.lastSeq; later events come on top of it.
       if (ack.lastSeq >= this.boardSeq) this.setBoard(ack.session);
+      document.body.dataset.joined = '1';
       this.banner(ack.truncated ? 'Some events were already trimmed from the stream; the board is complete.' : '');
       this.schedule();
     });
@@ -133,9 +139,8 @@ class SessionPage {
     if (data.seq <= this.lastSeq) return; // already applied: a replay overlap
     this.lastSeq = data.seq;
     if (data.seq > this.boardSeq) {
-      applyEvent(this.session, name, data);
+      if (applyEvent(this.session, name, data)) this.dirty = true;
       this.boardSeq = data.seq;
-      this.dirty = true;
     }
     if (name === 'agent:thinking' || name === 'agent:reasoning') this.feedLine(name, data);
     this.pendingLog.push({ seq: data.seq, event: name, data });
@@ -207,7 +212,7 @@ class SessionPage {
 
   flushLog() {
     if (!this.pendingLog.length) return;
-    const rows = this.pendingLog.map(logRow);
+    const rows = this.pendingLog.slice(-LOG_ROWS).map(logRow);
     this.pendingLog = [];
     this.el.log.append(...rows);
     while (this.el.log.childElementCount > LOG_ROWS) this.el.log.firstElementChild.remove();
@@ -258,8 +263,10 @@ function todoCard(t) {
 }
 
 // The board follows the events the same way the server's scripts change the session; every
-// join's snapshot replaces it, so a difference could only last until the next join.
+// join's snapshot replaces it, so a difference could only last until the next join. Answers
+// whether the board changed (feed lines do not change it).
 export function applyEvent(s, name, d) {
+  if (name === 'agent:thinking' || name === 'agent:reasoning') return false;
   const todo = (id) => s.todos.find((t) => t.id === id);
   const agent = (id) => s.agents.find((a) => a.id === id);
   const setAgent = (id, fields) => { const a = agent(id); if (a) Object.assign(a, fields); };
@@ -298,6 +305,7 @@ export function applyEvent(s, name, d) {
       break;
     default:
   }
+  return true;
 }
 
 class AgentCard {
@@ -308,7 +316,9 @@ class AgentCard {
     this.streamUrl = undefined;
     this.feed = h('ol', { class: 'feed', 'data-feed': id });
     this.pending = [];
-    this.el = h('article', { class: 'agent', 'data-agent': id }, this.head, this.stream, this.feed);
+    // A column-reverse scroller stays pinned to its newest line without reading layout.
+    this.el = h('article', { class: 'agent', 'data-agent': id }, this.head, this.stream,
+      h('div', { class: 'feed-scroll' }, this.feed));
   }
 
   update(agent, todos) {
@@ -329,10 +339,11 @@ class AgentCard {
 
   flush() {
     if (!this.pending.length) return;
+    // The benchmark (scripts/bench.sh --only UI) times each line from the worker to this frame.
+    if (window.swarmqRenderProbe) window.swarmqRenderProbe(this.pending.map((li) => li.textContent));
     this.feed.append(...this.pending);
     this.pending = [];
     while (this.feed.childElementCount > FEED_LINES) this.feed.firstElementChild.remove();
-    this.feed.scrollTop = this.feed.scrollHeight;
   }
 }
 

@@ -5,6 +5,7 @@
 //   node dashboard.mjs OUTPUT_DIR
 //
 // Commands (each may name a page; "main" by default):
+//   {cmd: "init", js}             a script every page runs before its own (for pages opened later)
 //   {cmd: "open", url}            a new page (or the named one) goes to url
 //   {cmd: "goto", url}            the page navigates to url
 //   {cmd: "fill", selector, value}
@@ -53,6 +54,7 @@ async function page(name) {
 }
 
 async function run(c) {
+  if (c.cmd === 'init') return void (await context.addInitScript(c.js));
   const p = await page(c.page || 'main');
   const timeout = c.timeoutMs || 30000;
   switch (c.cmd) {
