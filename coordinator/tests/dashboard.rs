@@ -192,17 +192,23 @@ async fn the_prompt_box_shows_api_errors_and_a_session_runs_to_the_recorded_end(
     assert_nothing_executed(&mut browser, "main").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_ends_a_running_session() {
-    let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
-    let id = cluster.api().create_ok("hang; hang", 2).await;
-    let mut browser = Browser::start("dashboard-cancel");
+/// A fresh browser (for the test `name`) showing the session's page on the cluster's coordinator.
+async fn session_page(cluster: &Cluster, id: &str, name: &str) -> Browser {
+    let mut browser = Browser::start(name);
     browser
         .open(
             "main",
             &format!("{}/sessions/{id}", cluster.coordinator.url),
         )
         .await;
+    browser
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_a_running_session() {
+    let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
+    let id = cluster.api().create_ok("hang; hang", 2).await;
+    let mut browser = session_page(&cluster, &id, "dashboard-cancel").await;
     browser
         .wait(
             "main",
@@ -405,13 +411,7 @@ async fn worker_markup_and_a_javascript_stream_url_execute_nothing() {
     let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
     // One agent: the sandbox's https URL first, then the xss TODO's javascript: URL replaces it.
     let id = cluster.api().create_ok("sandbox; xss", 1).await;
-    let mut browser = Browser::start("dashboard-xss");
-    browser
-        .open(
-            "main",
-            &format!("{}/sessions/{id}", cluster.coordinator.url),
-        )
-        .await;
+    let mut browser = session_page(&cluster, &id, "dashboard-xss").await;
     wait_page_finished(&mut browser, "main").await;
     let expected = expected_session_page(&cluster.api(), &id).await;
     wait_all_applied(&mut browser, "main", &expected).await;
@@ -524,13 +524,7 @@ async fn a_long_session_keeps_the_page_bounded_and_loads_older_events_on_demand(
     let session = cluster.wait_finished(&id).await;
     let last = session["lastSeq"].as_u64().expect("lastSeq");
     assert!(last > 1300, "{last}");
-    let mut browser = Browser::start("dashboard-long-session");
-    browser
-        .open(
-            "main",
-            &format!("{}/sessions/{id}", cluster.coordinator.url),
-        )
-        .await;
+    let mut browser = session_page(&cluster, &id, "dashboard-long-session").await;
     browser
         .wait(
             "main",

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use swarmq_shared::now_ms;
 
+use super::body::bounded;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -70,18 +71,8 @@ async fn series(
     query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let max = swarmq_shared::store::MAX_SERIES_SECS;
-    let secs = match query.secs.as_deref() {
-        None => 300,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "secs must be an integer between 1 and {max}"
-                )));
-            }
-        },
-    };
-    let points = state.store.stats_series(now_ms(), secs).await?;
+    let max = swarmq_shared::store::MAX_SERIES_SECS as usize;
+    let secs = bounded(query.secs.as_deref(), "secs", 300, max)?;
+    let points = state.store.stats_series(now_ms(), secs as u64).await?;
     Ok(Json(json!({ "points": points })))
 }

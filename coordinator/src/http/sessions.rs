@@ -14,7 +14,7 @@ use swarmq_shared::model::SessionSummary;
 use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId, SessionStatus};
 
-use super::body::json_object;
+use super::body::{bounded, json_object};
 use crate::error::ApiError;
 use crate::sessions::NewSession;
 use crate::state::AppState;
@@ -100,7 +100,7 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let limit = parse_limit(query.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = bounded(query.limit.as_deref(), "limit", DEFAULT_PAGE, MAX_PAGE)?;
     let page = state
         .store
         .list_sessions(limit, query.cursor.as_deref())
@@ -127,7 +127,7 @@ async fn events(
 ) -> Result<Json<Value>, ApiError> {
     let id = session_id(&raw)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let limit = parse_limit(query.limit.as_deref(), 100, 1000)?;
+    let limit = bounded(query.limit.as_deref(), "limit", 100, 1000)?;
     let before = match query.before.as_deref() {
         None => u64::MAX,
         Some(b) => b
@@ -149,19 +149,6 @@ async fn events(
     let oldest = page.last().map_or(before.min(last_seq + 1), |e| e.seq);
     let truncated = page.len() < limit && oldest > 1;
     Ok(Json(json!({ "events": events, "truncated": truncated })))
-}
-
-/// `limit` of a paged read: `default` when absent, else an integer in `1..=max`.
-fn parse_limit(raw: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
-    match raw {
-        None => Ok(default),
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!(
-                "limit must be an integer between 1 and {max}"
-            ))),
-        },
-    }
 }
 
 async fn cancel(
