@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// How long a `wait` may take unless the test says otherwise.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT: Duration = Duration::from_secs(90);
 
 pub struct Browser {
     child: Child,

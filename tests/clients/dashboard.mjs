@@ -56,7 +56,7 @@ async function page(name) {
 async function run(c) {
   if (c.cmd === 'init') return void (await context.addInitScript(c.js));
   const p = await page(c.page || 'main');
-  const timeout = c.timeoutMs || 30000;
+  const timeout = c.timeoutMs || 90000;
   switch (c.cmd) {
     case 'open':
     case 'goto':
