@@ -1135,10 +1135,10 @@ async fn ui_run() -> anyhow::Result<UiRun> {
             ("SWARMQ_RUNNER_SLOTS", "4"),
             ("BENCH_WARMUP", "3"),
             ("BENCH_LINES", "6000"),
-            ("BENCH_INTERVAL", "0.005"),
+            ("BENCH_RATE", "200"),
             (
                 "SWARMQ_WORKER_PASS_ENV",
-                "BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
+                "BENCH_WARMUP,BENCH_LINES,BENCH_RATE",
             ),
             ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
         ],
