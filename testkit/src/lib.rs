@@ -10,6 +10,7 @@
 //! - [`sessions`]: sessions written straight through the transitions, for tests of those.
 
 pub mod anthropic;
+pub mod browser;
 pub mod clients;
 pub mod cluster;
 pub mod invariants;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use anthropic::{FakeAnthropic, Reply};
+pub use browser::Browser;
 pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, Process, RunnerProcess};

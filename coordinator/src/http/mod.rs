@@ -3,6 +3,7 @@
 mod body;
 mod cluster;
 mod sessions;
+mod ui;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -48,6 +49,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .merge(api)
         .merge(metrics)
         .merge(probes::health_routes(state.store.clone(), None))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -14,7 +14,7 @@ use swarmq_shared::model::SessionSummary;
 use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId, SessionStatus};
 
-use super::body::json_object;
+use super::body::{bounded, json_object};
 use crate::client_addr;
 use crate::error::ApiError;
 use crate::sessions::NewSession;
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions", post(create).get(list))
         .route("/api/sessions/{id}", get(read))
         .route("/api/sessions/{id}/cancel", post(cancel))
+        .route("/api/sessions/{id}/events", get(events))
 }
 
 async fn create(
@@ -85,17 +86,7 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit must be an integer between 1 and {MAX_PAGE}"
-                )));
-            }
-        },
-    };
+    let limit = bounded(query.limit.as_deref(), "limit", DEFAULT_PAGE, MAX_PAGE)?;
     let page = state
         .store
         .list_sessions(limit, query.cursor.as_deref())
@@ -104,6 +95,46 @@ async fn list(
     Ok(Json(
         json!({ "sessions": sessions, "nextCursor": page.next_cursor }),
     ))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+/// A page of the session's recorded events older than `before` (default: all), newest first:
+/// `{events: [{seq, event, data}], truncated}` — `truncated` when the stream was already trimmed
+/// below the oldest one returned (the dashboard's "load older").
+async fn events(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = session_id(&raw)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let limit = bounded(query.limit.as_deref(), "limit", 100, 1000)?;
+    let before = match query.before.as_deref() {
+        None => u64::MAX,
+        Some(b) => b
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest("before must be a non-negative integer".into()))?,
+    };
+    let Some(last_seq) = state.store.last_seq(id).await? else {
+        return Err(ApiError::NotFound(format!("session {id} not found")));
+    };
+    let page = state.store.events_before(id, before, limit).await?;
+    let mut events = Vec::with_capacity(page.len());
+    for e in &page {
+        let data: Value = serde_json::from_str(&e.data).map_err(|err| {
+            ApiError::Internal(anyhow::anyhow!("recorded event {}: {err}", e.seq))
+        })?;
+        events.push(json!({ "seq": e.seq, "event": e.event, "data": data }));
+    }
+    // Seqs are contiguous from 1: fewer than asked for, yet not down to 1, means trimmed.
+    let oldest = page.last().map_or(before.min(last_seq + 1), |e| e.seq);
+    let truncated = page.len() < limit && oldest > 1;
+    Ok(Json(json!({ "events": events, "truncated": truncated })))
 }
 
 async fn cancel(

@@ -10,6 +10,7 @@
 mod hashes;
 mod runners;
 mod sessions;
+mod stats;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::transitions::{self, Snapshot, Transition};
 
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
+pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -14,6 +14,9 @@
 //!   on the same server;
 //! - W2: worker print → Socket.IO client latency and a flood; memory with 1,000 and 10,000
 //!   idle clients (and after they left), and while 100 viewers of a flood stop reading;
+//! - UI: the dashboard in headless Chromium watching 4 agents × 200 lines/s × 30 s: worker
+//!   print → rendered in the page, p50/p99, beside the npm Socket.IO client (W2's) watching the
+//!   same session in the same run; the page's JS heap and DOM size at the end;
 //! - FANOUT: one session watched by 1, 100 and 1,000 viewers (latency, delivered events/s,
 //!   coordinator CPU per delivered event), and the flood with 10 viewers;
 //! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
@@ -43,7 +46,7 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, SCALE, UI).
     #[arg(long)]
     only: Option<String>,
 }
@@ -1021,6 +1024,9 @@ async fn main() -> anyhow::Result<()> {
     if wants("FANOUT") {
         fanout(args.repeat).await?;
     }
+    if wants("UI") {
+        ui_family(args.repeat).await?;
+    }
     if wants("SCALE") {
         // Every runner brings `p` slots, so n runners run n × p workers at once: on this one
         // machine that is n × p processes on p cores. The baseline is the raw spawn rate at that
@@ -1082,6 +1088,138 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "\nRSS: runner idle {} KB, busy (max) {} KB; coordinator after the run {} KB",
             run.runner_rss_idle_kb, run.runner_rss_busy_kb, run.coordinator_rss_kb
+        );
+    }
+    Ok(())
+}
+
+/// Set in the page before the dashboard's scripts: times every stamped line (`t=<ms>`) from the
+/// worker's print to the animation frame that inserts it into its agent's feed.
+const RENDER_PROBE: &str = r#"
+window.__lat = [];
+window.__long = [];
+new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push([Math.round(e.startTime), Math.round(e.duration)]); }).observe({ type: 'longtask', buffered: true });
+window.swarmqRenderProbe = (texts) => {
+  const now = performance.timeOrigin + performance.now();
+  for (const t of texts) if (t.startsWith('t=')) window.__lat.push(now - Number(t.slice(2)));
+};"#;
+
+const PAGE_SUMMARY: &str = r#"(() => {
+  const s = [...window.__lat].sort((a, b) => a - b);
+  const at = (p) => s[Math.min(s.length - 1, Math.floor(s.length * p))];
+  return { n: s.length, p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: s[s.length - 1],
+    longTasks: window.__long.length, longMs: window.__long.reduce((a, b) => a + b[1], 0), longest: [...window.__long].sort((a, b) => b[1] - a[1]).slice(0, 8),
+    heapMb: performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null,
+    nodes: document.getElementsByTagName('*').length };
+})()"#;
+
+struct UiRun {
+    page: serde_json::Value,
+    client: serde_json::Value,
+    /// Stamped lines per second per agent, as the client received them.
+    per_agent_rate: f64,
+    load_before: String,
+}
+
+/// One session of 4 agents, each printing 200 stamped lines/s for 30 s, watched at once by the
+/// dashboard (headless Chromium) and by W2's npm Socket.IO client.
+async fn ui_run() -> anyhow::Result<UiRun> {
+    use tokio::io::AsyncBufReadExt;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let redis = RedisServer::start_everysec();
+    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let id = coordinator.api().create_ok("a; b; c; d", 4).await;
+    let mut client = latency_client(&coordinator.url, 1, std::slice::from_ref(&id), false);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    next_json(&mut lines, "joined").await?;
+    let mut browser = swarmq_testkit::Browser::start("bench-ui");
+    browser
+        .command(serde_json::json!({"cmd": "init", "js": RENDER_PROBE}))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    browser
+        .open("main", &format!("{}/sessions/{id}", coordinator.url))
+        .await;
+    browser
+        .wait("main", "document.body.dataset.joined === '1'")
+        .await;
+    let _runner = stamp_runner(
+        &redis,
+        &[
+            ("SWARMQ_RUNNER_SLOTS", "4"),
+            ("BENCH_WARMUP", "3"),
+            ("BENCH_LINES", "6000"),
+            ("BENCH_RATE", "200"),
+            (
+                "SWARMQ_WORKER_PASS_ENV",
+                "BENCH_WARMUP,BENCH_LINES,BENCH_RATE",
+            ),
+            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+        ],
+    )
+    .await;
+    let client =
+        tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
+    browser
+        .wait_for(
+            "main",
+            "document.querySelector('#summary [data-status]')?.dataset.status === 'completed' && window.__lat.length >= 24000",
+            Duration::from_secs(120),
+        )
+        .await;
+    let page = browser.eval("main", PAGE_SUMMARY).await;
+    let stamped = client["stamped"].as_f64().unwrap_or(0.0);
+    anyhow::ensure!(
+        stamped == 24_000.0,
+        "the client received {stamped} of 24,000 lines"
+    );
+    let secs = client["stampSeconds"].as_f64().unwrap_or(f64::NAN);
+    Ok(UiRun {
+        page,
+        client,
+        per_agent_rate: stamped / 4.0 / secs,
+        load_before,
+    })
+}
+
+async fn ui_family(repeat: usize) -> anyhow::Result<()> {
+    let (mut page50, mut page99, mut client50, mut client99, mut rates) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut last = None;
+    for _ in 0..repeat {
+        let run = ui_run().await?;
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        page50.push(f(&run.page, "p50"));
+        page99.push(f(&run.page, "p99"));
+        client50.push(f(&run.client, "p50"));
+        client99.push(f(&run.client, "p99"));
+        rates.push(run.per_agent_rate);
+        eprintln!(
+            "UI run: page {} client {} load before {}",
+            run.page,
+            run.client,
+            run.load_before.trim()
+        );
+        last = Some(run);
+    }
+    let gap: Vec<f64> = page99.iter().zip(&client99).map(|(p, c)| p - c).collect();
+    println!(
+        "| UI worker print → rendered in the dashboard (headless Chromium), 4 agents × {} lines/s × 30 s: p50 / p99 ms | {} / {} | the npm Socket.IO client (W2's) on the same session, same run: p50 {} / p99 {} | page p99 − client p99: {} ms | p99 within 50 ms of W2's p99 |",
+        stat(&rates),
+        stat(&page50),
+        stat(&page99),
+        stat(&client50),
+        stat(&client99),
+        stat(&gap)
+    );
+    if let Some(run) = last {
+        println!(
+            "UI (last run): the page held {} DOM elements and {} MB of JS heap after 24,000 lines; load average before the run: {}",
+            run.page["nodes"],
+            run.page["heapMb"]
+                .as_f64()
+                .map_or("?".into(), |m| format!("{m:.1}")),
+            run.load_before.trim()
         );
     }
     Ok(())
