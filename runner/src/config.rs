@@ -37,6 +37,20 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_RUNNER_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: Option<u32>,
 
+    /// CPU priority of workers: their nice value (0–19), so that when workers saturate the
+    /// host's CPU the runner, which relays their lines, still runs first. 0 leaves them at the
+    /// runner's own priority.
+    #[arg(long, env = "SWARMQ_WORKER_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub worker_nice: u8,
+
+    /// Workers that may be starting at once (started, no stdout line yet, not exited, for at most
+    /// one second each); the others wait their turn, so a burst of hundreds of agents does not
+    /// start hundreds of interpreters at once. Default: 2 × the number of CPUs; 0 = no limit.
+    #[arg(long, env = "SWARMQ_WORKER_MAX_STARTING",
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub worker_max_starting: Option<u32>,
+
     /// Longest a worker may spend on one TODO before its process group is killed.
     #[arg(long, env = "SWARMQ_TASK_TIMEOUT_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -126,6 +140,19 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2)
         })
+    }
+
+    /// Workers allowed to be starting at once; `None`: no limit.
+    pub fn max_starting(&self) -> Option<usize> {
+        let n = self
+            .worker_max_starting
+            .map(|n| n as usize)
+            .unwrap_or_else(|| {
+                2 * std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+        (n > 0).then_some(n)
     }
 
     pub fn lease(&self) -> Duration {

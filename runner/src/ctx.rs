@@ -2,10 +2,11 @@
 //! drain signals, the agents being worked (each with the token that aborts it) and the counters.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use swarmq_shared::{AgentJob, RunnerId, SessionId, Store};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub struct Ctx {
     /// One worker exited after its `complete` instead of reading the next TODO on stdin: this
     /// runner's worker command is one-shot, so every TODO starts a fresh process.
     pub workers_one_shot: AtomicBool,
+    /// Places among the workers starting at once (`SWARMQ_WORKER_MAX_STARTING`); `None`: no limit.
+    pub starting: Option<Arc<Semaphore>>,
     /// Agents this runner is working, each with the token that aborts it.
     active: Mutex<HashMap<AgentJob, CancellationToken>>,
     /// Parent of every agent's token; replaced when this runner learns it was reaped.
@@ -33,6 +36,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(store: Store, config: Config, runner: RunnerId, spec: WorkerSpec) -> Self {
         Self {
+            starting: config.max_starting().map(|n| Arc::new(Semaphore::new(n))),
             store,
             config,
             runner,

@@ -78,13 +78,14 @@ impl Runner {
                 config.worker_cwd.display()
             )
         })?;
-        let spec = WorkerSpec::new(
+        let mut spec = WorkerSpec::new(
             &config.worker_cmd,
             cwd,
             worker_env(&config)?,
             config.max_line_bytes as usize,
         )
         .context("SWARMQ_WORKER_CMD is empty")?;
+        spec.nice = config.worker_nice;
         check_program(&spec)?;
         let runner = RunnerId::generate(&hostname());
         Ok(Self {

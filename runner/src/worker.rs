@@ -14,10 +14,12 @@ use swarmq_shared::AgentJob;
 use swarmq_shared::protocol::TaskLine;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 /// Bytes of stderr kept for failure reasons.
 const STDERR_TAIL: usize = 4096;
+/// Longest a starting worker holds its start permit without printing a line or exiting.
+const START_HOLD: Duration = Duration::from_secs(1);
 /// Lines buffered between the reader and the agent loop; a full buffer pauses the reader, so a
 /// worker printing faster than Redis records is slowed down rather than buffered without bound.
 const LINE_BUFFER: usize = 1024;
@@ -31,6 +33,8 @@ pub struct WorkerSpec {
     /// PATH, HOME, LANG, SOCKET_URL, E2B_API_KEY, DEDALUS_API_KEY and the pass-through names.
     pub env: Vec<(String, String)>,
     pub max_line_bytes: usize,
+    /// Nice value given to each worker's process group (0: the runner's own priority).
+    pub nice: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,7 @@ impl WorkerSpec {
             cwd,
             env: fixed_env,
             max_line_bytes,
+            nice: 0,
         })
     }
 }
@@ -74,12 +79,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker for `job` with its first task in the environment.
+    /// Starts the worker for `job` with its first task in the environment. `permit`, if any, is
+    /// a place among the workers starting at once: it is given back at the worker's first
+    /// stdout output, its exit, or after [`START_HOLD`], whichever comes first.
     pub fn spawn(
         spec: &WorkerSpec,
         job: AgentJob,
         task_id: &str,
         description: &str,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> std::io::Result<Self> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
@@ -97,11 +105,12 @@ impl Worker {
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        lower_priority(pid, spec.nice);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let (tx, lines) = mpsc::channel(LINE_BUFFER);
         if let Some(stdout) = stdout {
-            tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes));
+            tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes, permit));
         }
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         if let Some(stderr) = stderr {
@@ -223,13 +232,38 @@ impl Worker {
     }
 }
 
+/// Gives the worker's process group (it leads it) the nice value `nice`, so the runner relaying
+/// its lines runs first when workers saturate the CPU. Set from here, right after the spawn,
+/// rather than in the child before `exec`: a `pre_exec` hook would make every spawn a full
+/// `fork` of the runner instead of `posix_spawn`; anything the worker forks inherits the value.
+fn lower_priority(pid: i32, nice: u8) {
+    if pid <= 0 || nice == 0 {
+        return;
+    }
+    // SAFETY: setpriority only reads its integer arguments.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PGRP, pid as libc::id_t, i32::from(nice)) };
+    if rc != 0 {
+        tracing::debug!(pid, error = %std::io::Error::last_os_error(), "could not renice a worker");
+    }
+}
+
 fn record_exit(outcome: &'static str) {
     metrics::counter!("swarmq_worker_exits_total", "outcome" => outcome).increment(1);
 }
 
 /// Splits stdout into lines of at most `max` bytes; longer ones are discarded up to their newline.
-async fn read_lines(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Output>, max: usize) {
+async fn read_lines(
+    stdout: tokio::process::ChildStdout,
+    tx: mpsc::Sender<Output>,
+    max: usize,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    if let Some(permit) = permit {
+        // `fill_buf` is cancel-safe: what it read stays buffered for the loop below.
+        let _ = tokio::time::timeout(START_HOLD, reader.fill_buf()).await;
+        drop(permit);
+    }
     let mut line: Vec<u8> = Vec::new();
     let mut discarding: Option<usize> = None;
     loop {

@@ -16,6 +16,8 @@
 //!   idle clients (and after they left), and while 100 viewers of a flood stop reading;
 //! - FANOUT: one session watched by 1, 100 and 1,000 viewers (latency, delivered events/s,
 //!   coordinator CPU per delivered event), and the flood with 10 viewers;
+//! - CTRL: event latency while 200 one-shot agents start at once and next to two CPU-burning
+//!   workers, and W1's throughput, with and without the workers' lower priority and start pacing;
 //! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
 //! - Redis commands per TODO (INFO commandstats deltas), CPU per TODO by process, and the
 //!   runner's and coordinator's RSS.
@@ -43,7 +45,7 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, CTRL, SCALE).
     #[arg(long)]
     only: Option<String>,
 }
@@ -249,15 +251,16 @@ struct QueueRun {
 
 /// TODOs/s through swarmq: sessions of 2–4 agents with `per_agent` TODOs each, `tasks` in all.
 async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow::Result<QueueRun> {
-    queue_rate_with(worker_cmd, tasks, per_agent, 1).await
+    queue_rate_with(worker_cmd, tasks, per_agent, 1, &[]).await
 }
 
-/// `queue_rate` with `runners` runner processes (slots = cores each).
+/// `queue_rate` with `runners` runner processes (slots = cores each) and extra runner settings.
 async fn queue_rate_with(
     worker_cmd: &str,
     tasks: usize,
     per_agent: usize,
     runners: usize,
+    runner_env: &[(&'static str, String)],
 ) -> anyhow::Result<QueueRun> {
     let redis = RedisServer::start_everysec();
     let coordinator = CoordinatorProcess::start(
@@ -272,15 +275,13 @@ async fn queue_rate_with(
     let slots = cores().to_string();
     let cwd = repo_root().display().to_string();
     let mut fleet = Vec::new();
+    let mut env = vec![
+        ("SWARMQ_RUNNER_SLOTS", slots.as_str()),
+        ("SWARMQ_WORKER_CWD", &cwd),
+    ];
+    env.extend(runner_env.iter().map(|(k, v)| (*k, v.as_str())));
     for _ in 0..runners {
-        fleet.push(
-            RunnerProcess::start(
-                &redis.url(),
-                worker_cmd,
-                &[("SWARMQ_RUNNER_SLOTS", &slots), ("SWARMQ_WORKER_CWD", &cwd)],
-            )
-            .await,
-        );
+        fleet.push(RunnerProcess::start(&redis.url(), worker_cmd, &env).await);
     }
     let runner = &fleet[0];
     let runner_rss_idle_kb = rss_kb(runner.process.pid());
@@ -492,6 +493,8 @@ struct Relay {
     evicted: u64,
     /// Coordinator CPU from the moment every client had joined to the end.
     coordinator_cpu_ms: f64,
+    /// From the runner's start to the last session's end.
+    wall_secs: f64,
 }
 
 impl Relay {
@@ -500,18 +503,29 @@ impl Relay {
     }
 }
 
-/// Stamped lines per TODO and the pause between them (each session runs two TODOs).
+/// Stamped lines per TODO and the pause between them (each session runs two TODOs), after
+/// `warmup_secs` of waiting for every worker to have started.
 #[derive(Clone, Copy)]
 struct Pace {
     lines: usize,
     interval_secs: f64,
+    warmup_secs: f64,
 }
 
-/// W2's pace: 20 lines 25 ms apart per TODO.
+/// W2's pace: 20 lines 25 ms apart per TODO, after 3 s.
 const W2_PACE: Pace = Pace {
     lines: 20,
     interval_secs: 0.025,
+    warmup_secs: 3.0,
 };
+
+/// What else a relay run's runner does: `hogs` agents of another session burning a core each,
+/// and the runner's extra settings.
+#[derive(Default)]
+struct Load {
+    hogs: usize,
+    runner_env: Vec<(&'static str, String)>,
+}
 
 /// A runner of the W2 worker (`bench/workers/stamp.py`), which stamps or floods its lines.
 async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProcess {
@@ -530,6 +544,7 @@ async fn relay_run(
     clients: usize,
     flood: usize,
     pace: Pace,
+    load: &Load,
 ) -> anyhow::Result<(Relay, serde_json::Value)> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
@@ -553,31 +568,36 @@ async fn relay_run(
             .await,
         );
     }
+    if load.hogs > 0 {
+        api.create_ok(&vec!["burn"; load.hogs].join("; "), load.hogs as u32)
+            .await;
+    }
     let mut client = latency_client(&coordinator.url, clients, &ids, false);
     let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
     next_json(&mut lines, "joined").await?;
-    let slots = (sessions * 2).max(cores()).to_string();
+    let slots = (sessions * 2 + load.hogs).max(cores()).to_string();
     let flood_s = flood.to_string();
     let (lines_s, interval_s) = (pace.lines.to_string(), pace.interval_secs.to_string());
+    let warmup_s = pace.warmup_secs.to_string();
     let cpu_before = cpu_ms(coordinator.process.pid());
-    let _runner = stamp_runner(
-        &redis,
-        &[
-            ("SWARMQ_RUNNER_SLOTS", &slots),
-            ("BENCH_FLOOD", &flood_s),
-            ("BENCH_WARMUP", "3"),
-            ("BENCH_LINES", &lines_s),
-            ("BENCH_INTERVAL", &interval_s),
-            (
-                "SWARMQ_WORKER_PASS_ENV",
-                "BENCH_FLOOD,BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
-            ),
-            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("SWARMQ_RUNNER_SLOTS", slots.as_str()),
+        ("BENCH_FLOOD", &flood_s),
+        ("BENCH_WARMUP", &warmup_s),
+        ("BENCH_LINES", &lines_s),
+        ("BENCH_INTERVAL", &interval_s),
+        (
+            "SWARMQ_WORKER_PASS_ENV",
+            "BENCH_FLOOD,BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
+        ),
+        ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+    ];
+    env.extend(load.runner_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let started = Instant::now();
+    let _runner = stamp_runner(&redis, &env).await;
     let summary =
         tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
+    let wall_secs = started.elapsed().as_secs_f64();
     let coordinator_cpu_ms = cpu_ms(coordinator.process.pid()) - cpu_before;
     for id in &ids {
         let r = recorded(&redis.url(), id).await;
@@ -625,6 +645,7 @@ async fn relay_run(
                 }),
             evicted: summary["evicted"].as_u64().unwrap_or(0),
             coordinator_cpu_ms,
+            wall_secs,
         },
         summary,
     ))
@@ -655,11 +676,12 @@ async fn fanout(repeat: usize) -> anyhow::Result<()> {
     const STEADY: Pace = Pace {
         lines: 200,
         interval_secs: 0.01,
+        warmup_secs: 3.0,
     };
     for viewers in [1, 100, 1000] {
         let (mut p50, mut p99, mut rate, mut cpu) = (vec![], vec![], vec![], vec![]);
         for _ in 0..repeat {
-            let (r, _) = relay_run(1, viewers, 0, STEADY).await?;
+            let (r, _) = relay_run(1, viewers, 0, STEADY, &Load::default()).await?;
             p50.push(r.p50);
             p99.push(r.p99);
             rate.push(r.delivered_per_sec);
@@ -681,7 +703,7 @@ async fn fanout(repeat: usize) -> anyhow::Result<()> {
 async fn flood_row(label: &str, viewers: usize, flood: usize, repeat: usize) -> anyhow::Result<()> {
     let (mut rate, mut cpu, mut evicted) = (vec![], vec![], 0);
     for _ in 0..repeat {
-        let (r, _) = relay_run(1, viewers, flood, W2_PACE).await?;
+        let (r, _) = relay_run(1, viewers, flood, W2_PACE, &Load::default()).await?;
         rate.push(r.delivered_per_sec);
         cpu.push(r.cpu_us_per_delivery());
         evicted += r.evicted;
@@ -690,6 +712,69 @@ async fn flood_row(label: &str, viewers: usize, flood: usize, repeat: usize) -> 
         "| FANOUT flood of {flood} lines, {label}: delivered events/s (all viewers); coordinator CPU µs per delivered event | {} | {} | {evicted} evictions, none lost |",
         stat(&rate),
         stat(&cpu)
+    );
+    Ok(())
+}
+
+/// CTRL: the control plane first. Event latency while 200 one-shot agents start at once on one
+/// runner, and while two workers burn a core each, with workers at the runner's priority and no
+/// start pacing ("before") against the defaults (nice 10, pacing), alternated in the same run;
+/// then W1's throughput with both, bracketing each other.
+async fn control_plane(repeat: usize, py: &str, w1: &str, tasks: usize) -> anyhow::Result<()> {
+    const BURST: Pace = Pace {
+        lines: 20,
+        interval_secs: 0.1,
+        warmup_secs: 0.0,
+    };
+    let before = || {
+        vec![
+            ("SWARMQ_WORKER_NICE", "0".to_owned()),
+            ("SWARMQ_WORKER_MAX_STARTING", "0".to_owned()),
+        ]
+    };
+    for (label, sessions, hogs, pace) in [
+        ("200 one-shot agents starting at once", 100, 0, BURST),
+        (
+            "2 workers burning 100 % CPU, 10 sessions × 2 agents",
+            10,
+            2,
+            W2_PACE,
+        ),
+    ] {
+        let mut rows: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
+        for _ in 0..repeat {
+            for (i, runner_env) in [before(), vec![]].into_iter().enumerate() {
+                let load = Load { hogs, runner_env };
+                let (r, _) = relay_run(sessions, 1, 0, pace, &load).await?;
+                rows[i].0.push(r.p50);
+                rows[i].1.push(r.p99);
+                rows[i].2.push(r.wall_secs);
+            }
+        }
+        for (name, (p50, p99, wall)) in ["before: nice 0, no pacing", "after: defaults"]
+            .iter()
+            .zip(&rows)
+        {
+            println!(
+                "| CTRL {label}, {name}: print → client p50 / p99 ms; all sessions done (s) | {} / {} | {} | | p50 ≤ 5 ms, p99 ≤ 50 ms |",
+                stat(p50),
+                stat(p99),
+                stat(wall)
+            );
+        }
+    }
+    let mut rates: [Vec<f64>; 2] = Default::default();
+    let cmd = format!("{py} {w1}");
+    for _ in 0..repeat {
+        for (i, runner_env) in [before(), vec![]].into_iter().enumerate() {
+            rates[i].push(queue_rate_with(&cmd, tasks, 2, 1, &runner_env).await?.rate);
+        }
+    }
+    println!(
+        "| CTRL W1 TODOs/s with the defaults (nice 10, pacing) | {} | nice 0, no pacing: {} | {} | within 5 % |",
+        stat(&rates[1]),
+        stat(&rates[0]),
+        ratio_stat(&rates[1], &rates[0])
     );
     Ok(())
 }
@@ -936,7 +1021,7 @@ async fn main() -> anyhow::Result<()> {
                 (vec![], vec![], vec![], vec![], vec![]);
             let mut counted = 0;
             for _ in 0..args.repeat {
-                let (r, _) = relay_run(sessions, clients, 0, W2_PACE).await?;
+                let (r, _) = relay_run(sessions, clients, 0, W2_PACE, &Load::default()).await?;
                 p50.push(r.p50);
                 p95.push(r.p95);
                 p99.push(r.p99);
@@ -957,7 +1042,7 @@ async fn main() -> anyhow::Result<()> {
         let mut rates = Vec::new();
         let flood = 100_000;
         for _ in 0..args.repeat {
-            let (r, summary) = relay_run(1, 1, flood, W2_PACE).await?;
+            let (r, summary) = relay_run(1, 1, flood, W2_PACE, &Load::default()).await?;
             let secs = summary["floodSeconds"].as_f64().unwrap_or(f64::NAN);
             rates.push(r.stamped as f64 / secs);
         }
@@ -1007,6 +1092,9 @@ async fn main() -> anyhow::Result<()> {
     if wants("FANOUT") {
         fanout(args.repeat).await?;
     }
+    if wants("CTRL") {
+        control_plane(args.repeat, &py, &w1, args.tasks).await?;
+    }
     if wants("SCALE") {
         // Every runner brings `p` slots, so n runners run n × p workers at once: on this one
         // machine that is n × p processes on p cores. The baseline is the raw spawn rate at that
@@ -1018,7 +1106,8 @@ async fn main() -> anyhow::Result<()> {
             let mut rates = Vec::new();
             let mut shares = String::new();
             for _ in 0..args.repeat {
-                let run = queue_rate_with(&format!("{py} {w1}"), args.tasks, 2, runners).await?;
+                let run =
+                    queue_rate_with(&format!("{py} {w1}"), args.tasks, 2, runners, &[]).await?;
                 rates.push(run.rate);
                 shares = format!("{:?}", run.per_runner);
                 raw.measure(&cmd, args.tasks, p * runners).await;
