@@ -29,6 +29,21 @@ pub struct Config {
     )]
     pub worker_cmd: String,
 
+    /// How workers start: `cold` (a fresh process each) or `preload` (forked from one Python
+    /// server per runner that imported the worker's modules once; Python `SCRIPT.py` and
+    /// `-m MODULE` commands only, others start cold).
+    #[arg(long, env = "SWARMQ_WORKER_START", value_enum, default_value = "cold")]
+    pub worker_start: crate::launcher::StartMode,
+
+    /// Modules the preloaded server imports before forking workers (comma-separated). A module
+    /// that fails to import is logged and left to the worker.
+    #[arg(
+        long,
+        env = "SWARMQ_PRELOAD_MODULES",
+        default_value = "swarmq_worker,anthropic"
+    )]
+    pub preload_modules: String,
+
     /// Working directory of workers (the project root for the default worker).
     #[arg(long, env = "SWARMQ_WORKER_CWD", default_value = ".")]
     pub worker_cwd: PathBuf,

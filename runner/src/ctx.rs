@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::launcher::Preloader;
 use crate::worker::WorkerSpec;
 
 pub struct Ctx {
@@ -26,6 +27,8 @@ pub struct Ctx {
     pub workers_one_shot: AtomicBool,
     /// Places among the workers starting at once (`SWARMQ_WORKER_MAX_STARTING`); `None`: no limit.
     pub starting: Option<Arc<Semaphore>>,
+    /// The preloaded worker server (`SWARMQ_WORKER_START=preload`); `None`: cold starts.
+    pub preloader: Option<Preloader>,
     /// Agents this runner is working, each with the token that aborts it.
     active: Mutex<HashMap<AgentJob, CancellationToken>>,
     /// Parent of every agent's token; replaced when this runner learns it was reaped.
@@ -34,8 +37,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(store: Store, config: Config, runner: RunnerId, spec: WorkerSpec) -> Self {
+    pub fn new(
+        store: Store,
+        config: Config,
+        runner: RunnerId,
+        spec: WorkerSpec,
+        preloader: Option<Preloader>,
+    ) -> Self {
         Self {
+            preloader,
             starting: config.max_starting().map(|n| Arc::new(Semaphore::new(n))),
             store,
             config,

@@ -8,6 +8,7 @@
 //! - [`agent`]: the agent loop for one claimed job (next TODO, run it, record it, repeat).
 //! - [`task`]: one TODO on the agent's worker: hand it over, relay the worker's lines.
 //! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
+//! - [`launcher`]: starting them cold or forked from the preloaded Python server.
 //! - [`persist`](mod@persist): retrying a Redis call through a blip.
 //! - [`lease`]: registration and the heartbeat, with the duties on its beat (reaping dead
 //!   runners is `swarmq_shared::reaper`).
@@ -20,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod ctx;
 pub mod http;
+pub mod launcher;
 pub mod lease;
 pub mod orphans;
 pub mod persist;
@@ -43,6 +45,7 @@ pub use config::Config;
 
 use crate::agent::AgentEnd;
 use crate::ctx::Ctx;
+use crate::launcher::{Preloader, StartMode};
 use crate::persist::persist;
 use crate::worker::WorkerSpec;
 
@@ -87,9 +90,10 @@ impl Runner {
         .context("SWARMQ_WORKER_CMD is empty")?;
         spec.nice = config.worker_nice;
         check_program(&spec)?;
+        let preloader = preloader(&config, &spec)?;
         let runner = RunnerId::generate(&hostname());
         Ok(Self {
-            ctx: Arc::new(Ctx::new(store, config, runner, spec)),
+            ctx: Arc::new(Ctx::new(store, config, runner, spec, preloader)),
         })
     }
 
@@ -125,6 +129,14 @@ impl Runner {
             return Ok(());
         }
         tokio::spawn(lease::heartbeat_loop(ctx.clone(), background.clone()));
+        if ctx.preloader.is_some() {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                if let Some(pre) = &ctx.preloader {
+                    pre.ensure_server(&ctx.spec).await;
+                }
+            });
+        }
         tokio::spawn(control::control_loop(ctx.clone(), background.clone()));
 
         let mut slots = JoinSet::new();
@@ -268,6 +280,23 @@ where
             "could not update the claimed list; the reaper will"
         );
     }
+}
+
+/// The preloaded worker server, when `SWARMQ_WORKER_START=preload` and the command is a Python
+/// script or module; other commands start cold (said once, here).
+fn preloader(config: &Config, spec: &WorkerSpec) -> anyhow::Result<Option<Preloader>> {
+    if config.worker_start != StartMode::Preload {
+        return Ok(None);
+    }
+    let pre = Preloader::new(spec, &config.preload_modules)
+        .context("cannot create the worker server's directory")?;
+    if pre.is_none() {
+        tracing::info!(
+            worker = %config.worker_cmd,
+            "SWARMQ_WORKER_START=preload needs `python SCRIPT.py` or `python -m MODULE`; starting workers cold"
+        );
+    }
+    Ok(pre)
 }
 
 /// PATH, HOME and LANG from the runner, the contract's pass-through values, and the operator's

@@ -160,7 +160,15 @@ impl AgentRun<'_> {
             None => None,
         };
         let spec = &self.ctx.spec;
-        match Worker::spawn(spec, self.job, &task.task_id, &task.description, permit) {
+        let preloader = self.ctx.preloader.as_ref();
+        let started = Worker::spawn(
+            spec,
+            preloader,
+            self.job,
+            (&task.task_id, &task.description),
+            permit,
+        );
+        match started.await {
             Ok(worker) => {
                 tracing::debug!(pid = worker.pid(), "worker started");
                 self.worker = Some(worker);
