@@ -17,6 +17,7 @@ pub mod procs;
 pub mod redis;
 pub mod sessions;
 pub mod stalled;
+pub mod start;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, RunnerProcess};
 pub use redis::RedisServer;
 pub use stalled::StalledClient;
+pub use start::Start;
 
 /// The repository root (where `workers/` and `tests/clients` live).
 pub fn repo_root() -> PathBuf {
