@@ -16,7 +16,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
@@ -86,7 +86,9 @@ pub struct Preloader {
     args: Vec<String>,
     modules: String,
     dir: PathBuf,
-    server: Mutex<Option<Child>>,
+    /// The running server and its generation (how many were started before it).
+    server: Mutex<Option<(u64, Child)>>,
+    started: AtomicU64,
     /// The server could not be started: every worker starts cold from now on.
     disabled: AtomicBool,
 }
@@ -106,6 +108,7 @@ impl Preloader {
             modules: modules.to_owned(),
             dir,
             server: Mutex::new(None),
+            started: AtomicU64::new(0),
             disabled: AtomicBool::new(false),
         }))
     }
@@ -116,21 +119,19 @@ impl Preloader {
 
     /// The pid of the running server, if any (tests kill it).
     pub async fn server_pid(&self) -> Option<u32> {
-        self.server.lock().await.as_ref().and_then(Child::id)
+        self.server.lock().await.as_ref().and_then(|(_, c)| c.id())
     }
 
     /// Starts a worker with `env`; `None` when this start must go cold (the server cannot run).
     pub async fn spawn(&self, spec: &WorkerSpec, env: &[(String, String)]) -> Option<Forked> {
         for _ in 0..SPAWN_TRIES {
-            if !self.ensure_server(spec).await {
-                return None;
-            }
+            let generation = self.ensure_server(spec).await?;
             match tokio::time::timeout(SPAWN_LIMIT, self.request(spec, env)).await {
                 Ok(Ok(forked)) => return Some(forked),
                 Ok(Err(e)) => tracing::warn!(error = %e, "worker server lost a start; retrying"),
                 Err(_) => tracing::warn!("worker server did not answer a start; retrying"),
             }
-            self.stop_server().await;
+            self.stop_server(generation).await;
         }
         tracing::warn!(
             "worker server failed {SPAWN_TRIES} starts in a row; starting this one cold"
@@ -138,38 +139,45 @@ impl Preloader {
         None
     }
 
-    /// Starts the server unless it is running. False when it cannot run (logged once).
-    pub async fn ensure_server(&self, spec: &WorkerSpec) -> bool {
+    /// Starts the server unless it is running; its generation. `None` when it cannot run
+    /// (logged once).
+    pub async fn ensure_server(&self, spec: &WorkerSpec) -> Option<u64> {
         if self.is_disabled() {
-            return false;
+            return None;
         }
         let mut server = self.server.lock().await;
-        if let Some(child) = server.as_mut() {
+        if let Some((generation, child)) = server.as_mut() {
             if matches!(child.try_wait(), Ok(None)) {
-                return true;
+                return Some(*generation);
             }
             tracing::warn!("worker server exited; restarting it");
         }
         match self.start_server(spec).await {
             Ok(child) => {
+                let generation = self.started.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::info!(
                     pid = child.id(),
+                    generation,
                     "worker server ready: workers start preloaded"
                 );
-                *server = Some(child);
-                true
+                *server = Some((generation, child));
+                Some(generation)
             }
             Err(e) => {
                 *server = None;
                 self.disabled.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, "cannot start the worker server; starting workers cold");
-                false
+                None
             }
         }
     }
 
-    async fn stop_server(&self) {
-        if let Some(mut child) = self.server.lock().await.take() {
+    /// Stops the server of `generation` (one that lost a start), unless it was replaced already.
+    async fn stop_server(&self, generation: u64) {
+        let mut server = self.server.lock().await;
+        if server.as_ref().is_some_and(|(g, _)| *g == generation)
+            && let Some((_, mut child)) = server.take()
+        {
             let _ = child.kill().await;
         }
     }
