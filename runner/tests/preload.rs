@@ -74,7 +74,11 @@ async fn killing_the_worker_server_mid_burst_loses_no_agent_and_costs_no_attempt
         servers.len() >= 3,
         "the server was restarted after each kill: {servers:?}"
     );
-    for needle in ["lost a start", "exited; restarting", "exit status will be unknown"] {
+    for needle in [
+        "lost a start",
+        "exited; restarting",
+        "exit status will be unknown",
+    ] {
         let n = cluster.runners[0].process.log_messages(needle).len();
         eprintln!("runner logged {n} × {needle:?}");
     }

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use anthropic::{FakeAnthropic, Reply};
+pub use anthropic::{FakeAnthropic, Reply, Streaming};
 pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, RunnerProcess};

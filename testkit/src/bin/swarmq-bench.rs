@@ -18,6 +18,9 @@
 //!   coordinator CPU per delivered event), and the flood with 10 viewers;
 //! - CTRL: event latency while 200 one-shot agents start at once and next to two CPU-burning
 //!   workers, and W1's throughput, with and without the workers' lower priority and start pacing;
+//! - PRELOAD: the real `workers/worker.py` online against the streaming fake model, 50/200/400
+//!   agents at once, cold starts beside preloaded ones: time to the first streamed line, burst
+//!   time, CPU and PSS per agent;
 //! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
 //! - Redis commands per TODO (INFO commandstats deltas), CPU per TODO by process, and the
 //!   runner's and coordinator's RSS.
@@ -45,9 +48,15 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, CTRL, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, CTRL, PRELOAD, SCALE).
     #[arg(long)]
     only: Option<String>,
+    /// PRELOAD: agents claimed at once, per run.
+    #[arg(long, value_delimiter = ',', default_value = "50,200,400")]
+    agents: Vec<usize>,
+    /// PRELOAD: the largest burst also run with cold starts.
+    #[arg(long, default_value_t = 50)]
+    cold_max: usize,
 }
 
 fn cores() -> usize {
@@ -1092,6 +1101,9 @@ async fn main() -> anyhow::Result<()> {
     if wants("FANOUT") {
         fanout(args.repeat).await?;
     }
+    if wants("PRELOAD") {
+        preload_family(&args.agents, args.cold_max).await?;
+    }
     if wants("CTRL") {
         control_plane(args.repeat, &py, &w1, args.tasks).await?;
     }
@@ -1158,6 +1170,211 @@ async fn main() -> anyhow::Result<()> {
             "\nRSS: runner idle {} KB, busy (max) {} KB; coordinator after the run {} KB",
             run.runner_rss_idle_kb, run.runner_rss_busy_kb, run.coordinator_rss_kb
         );
+    }
+    Ok(())
+}
+
+/// The children of `parent` (from a scan of /proc).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Proportional set size of a process (shared pages divided among their users), in KB.
+fn pss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One PRELOAD run: `n` agents of the real worker, claimed at once.
+struct AgentLoad {
+    /// Per agent: ms from its `task:assigned` to its first `agent:reasoning`.
+    first_reasoning: Vec<f64>,
+    /// From the first `task:assigned` to the last agent's first `agent:reasoning`.
+    burst_secs: f64,
+    /// CPU of the worker processes over their whole life (start, one streamed call, exit) / n.
+    cpu_ms_per_agent: f64,
+    /// PSS per worker process in the sample with the most of them alive, and that count.
+    pss_mb_per_agent: f64,
+    sampled: usize,
+    /// Preloaded: the server's own PSS and CPU (its imports), counted once.
+    server_pss_mb: f64,
+    server_cpu_ms: f64,
+}
+
+/// The model the PRELOAD agents talk to: first text after 0.5 s, then 10 lines 0.3 s apart.
+const MODEL_PACE: swarmq_testkit::Streaming = swarmq_testkit::Streaming {
+    first_delay: Duration::from_millis(500),
+    chunks: 10,
+    interval: Duration::from_millis(300),
+};
+
+/// Per agent id: when its first `task:assigned` and first `agent:reasoning` were published
+/// (ms, bench clock), until `n` agents have reasoned.
+async fn watch_first_events(
+    redis_url: String,
+    n: usize,
+) -> anyhow::Result<std::collections::HashMap<String, (f64, f64)>> {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(redis_url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe("swarmq:{*}:live").await?;
+    let mut seen: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    let mut reasoned = 0;
+    let mut messages = pubsub.on_message();
+    while reasoned < n {
+        let Some(msg) = messages.next().await else {
+            anyhow::bail!("pub/sub ended");
+        };
+        let now = wall_ms();
+        let v: serde_json::Value = serde_json::from_slice(msg.get_payload_bytes())?;
+        let Some(agent) = v["data"]["agentId"].as_str() else {
+            continue;
+        };
+        let entry = seen.entry(agent.to_owned()).or_insert((0.0, 0.0));
+        match v["event"].as_str() {
+            Some("task:assigned") if entry.0 == 0.0 => entry.0 = now,
+            Some("agent:reasoning") if entry.1 == 0.0 => {
+                entry.1 = now;
+                reasoned += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(seen)
+}
+
+/// The worker processes (children of `parent`) alive now: their count and total PSS (KB).
+fn worker_pss(parent: i32) -> (usize, u64) {
+    let workers = children_of(parent);
+    (workers.len(), workers.iter().map(|p| pss_kb(*p)).sum())
+}
+
+/// PRELOAD: `n` agents (sessions of 8, one TODO each) of `workers/worker.py` online, against the
+/// streaming fake model, on one runner with `n` slots, started `mode` (cold or preload).
+async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
+    let redis = RedisServer::start_everysec();
+    let fake = FakeAnthropic::start_streaming(MODEL_PACE).await;
+    let coordinator = CoordinatorProcess::start(
+        &redis.url(),
+        &[
+            ("SWARMQ_PLANNER", "local"),
+            ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
+            ("SWARMQ_MAX_AGENTS", "8"),
+        ],
+    )
+    .await;
+    let (slots, cwd) = (n.to_string(), repo_root().display().to_string());
+    let runner = RunnerProcess::start(
+        &redis.url(),
+        &format!("{} workers/worker.py", python()),
+        &[
+            ("SWARMQ_RUNNER_SLOTS", &slots),
+            ("SWARMQ_WORKER_CWD", &cwd),
+            ("SWARMQ_WORKER_START", mode),
+            ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+            ("ANTHROPIC_BASE_URL", fake.url()),
+            (
+                "SWARMQ_WORKER_PASS_ENV",
+                "ANTHROPIC_API_KEY,ANTHROPIC_BASE_URL",
+            ),
+        ],
+    )
+    .await;
+    let parent = if mode == "preload" {
+        let ready = runner
+            .process
+            .wait_log("worker server ready", Duration::from_secs(120))
+            .await;
+        ready["pid"].as_i64().unwrap_or(0) as i32
+    } else {
+        runner.process.pid()
+    };
+    let watcher = tokio::spawn(watch_first_events(redis.url(), n));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cpu_before, server_cpu_before) = (children_cpu_ms(parent), cpu_ms(parent));
+    let api = coordinator.api();
+    let mut ids = Vec::new();
+    for size in (0..n).step_by(8).map(|i| (n - i).min(8)) {
+        ids.push(
+            api.create_ok(&vec!["x"; size].join("; "), size as u32)
+                .await,
+        );
+    }
+    let (mut best, mut pss) = (0, 0);
+    while !watcher.is_finished() {
+        let alive = children_of(parent).len();
+        if alive > best + best / 10 || (alive == n && best < n) {
+            (best, pss) = worker_pss(parent);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let seen = watcher.await??;
+    for id in &ids {
+        api.wait_finished(id, Duration::from_secs(600)).await;
+    }
+    while !children_of(parent).is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_assigned = seen.values().map(|v| v.0).fold(f64::MAX, f64::min);
+    let last_reasoning = seen.values().map(|v| v.1).fold(0.0, f64::max);
+    Ok(AgentLoad {
+        first_reasoning: seen.values().map(|(a, r)| r - a).collect(),
+        burst_secs: (last_reasoning - first_assigned) / 1000.0,
+        cpu_ms_per_agent: (children_cpu_ms(parent) - cpu_before) / n as f64,
+        pss_mb_per_agent: pss as f64 / 1024.0 / best.max(1) as f64,
+        sampled: best,
+        server_pss_mb: if mode == "preload" {
+            pss_kb(parent) as f64 / 1024.0
+        } else {
+            0.0
+        },
+        server_cpu_ms: if mode == "preload" {
+            server_cpu_before
+        } else {
+            0.0
+        },
+    })
+}
+
+/// PRELOAD: cold beside preloaded starts of the real worker at each size (cold only up to
+/// `cold_max` agents: each cold agent costs ~1.5 s of CPU and ~70 MB).
+async fn preload_family(sizes: &[usize], cold_max: usize) -> anyhow::Result<()> {
+    for &n in sizes {
+        for mode in ["cold", "preload"] {
+            if mode == "cold" && n > cold_max {
+                continue;
+            }
+            let run = agent_load(n, mode).await?;
+            let (p50, _, p99) = percentiles(run.first_reasoning.clone());
+            let server = if mode == "preload" {
+                format!(
+                    "; server once: PSS {:.1} MB, CPU {:.0} ms",
+                    run.server_pss_mb, run.server_cpu_ms
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "| PRELOAD {n} agents, {mode}: task:assigned → first agent:reasoning p50 / p99 ms; all working (s); CPU ms per agent (whole worker life); PSS MB per agent ({} alive){server} | {p50:.0} / {p99:.0} | {:.2} | {:.1} | {:.1} | ≤ 20 ms CPU, ≤ 15 MB PSS; 400 working within 5 s |",
+                run.sampled, run.burst_secs, run.cpu_ms_per_agent, run.pss_mb_per_agent
+            );
+        }
     }
     Ok(())
 }
