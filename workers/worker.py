@@ -304,6 +304,17 @@ def run_online(e: sw.WorkerEnv) -> None:
 # --------------------------------------------------------------------------
 
 
+def preload() -> None:
+    """Warm-up for the preloaded worker server (SWARMQ_PRELOAD_MODULES=...,worker:preload): loads
+    the SDK and the transport modules its client imports lazily on first use, so a forked agent
+    does not. Creates no connection and leaves nothing open: the client is closed at once."""
+    import anthropic
+
+    client = anthropic.Anthropic(api_key="preload-only")
+    client.messages  # noqa: B018 - imports the messages resource
+    client.close()
+
+
 def main() -> int:
     sw.handle_sigterm()
     try:

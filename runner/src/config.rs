@@ -35,12 +35,13 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_WORKER_START", value_enum, default_value = "cold")]
     pub worker_start: crate::launcher::StartMode,
 
-    /// Modules the preloaded server imports before forking workers (comma-separated). A module
-    /// that fails to import is logged and left to the worker.
+    /// Modules the preloaded server imports before forking workers (comma-separated;
+    /// `module:function` also calls a warm-up function of it). One that fails is logged and left
+    /// to the worker.
     #[arg(
         long,
         env = "SWARMQ_PRELOAD_MODULES",
-        default_value = "swarmq_worker,anthropic"
+        default_value = "swarmq_worker,anthropic,worker:preload"
     )]
     pub preload_modules: String,
 
@@ -48,7 +49,9 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_WORKER_CWD", default_value = ".")]
     pub worker_cwd: PathBuf,
 
-    /// Agents (worker processes) this runner runs at once. Default: the number of CPUs.
+    /// Agents (worker processes) this runner runs at once. Default: the number of CPUs; with
+    /// SWARMQ_WORKER_START=preload, half the available memory at 32 MB per agent (at least the
+    /// CPUs, at most 256).
     #[arg(long, env = "SWARMQ_RUNNER_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: Option<u32>,
 
@@ -59,9 +62,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u8).range(0..=19))]
     pub worker_nice: u8,
 
-    /// Workers that may be starting at once (started, no stdout line yet, not exited, for at most
-    /// one second each); the others wait their turn, so a burst of hundreds of agents does not
-    /// start hundreds of interpreters at once. Default: 2 × the number of CPUs; 0 = no limit.
+    /// Workers that may be starting at once (started, and neither printed a line, went to sleep
+    /// nor exited yet; one second at most each); the others wait their turn, so a burst of
+    /// hundreds of agents does not start hundreds of interpreters at once. Default: 2 × the
+    /// number of CPUs; 0 = no limit.
     #[arg(long, env = "SWARMQ_WORKER_MAX_STARTING",
           value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub worker_max_starting: Option<u32>,

@@ -9,6 +9,7 @@
 //! - [`task`]: one TODO on the agent's worker: hand it over, relay the worker's lines.
 //! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
 //! - [`launcher`]: starting them cold or forked from the preloaded Python server.
+//! - [`memory`]: per-agent memory (PSS) in the metrics; the default slots of preloaded runners.
 //! - [`persist`](mod@persist): retrying a Redis call through a blip.
 //! - [`lease`]: registration and the heartbeat, with the duties on its beat (reaping dead
 //!   runners is `swarmq_shared::reaper`).
@@ -23,6 +24,7 @@ pub mod ctx;
 pub mod http;
 pub mod launcher;
 pub mod lease;
+pub mod memory;
 pub mod orphans;
 pub mod persist;
 pub mod task;
@@ -73,7 +75,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn build(config: Config) -> anyhow::Result<Self> {
+    pub fn build(mut config: Config) -> anyhow::Result<Self> {
         let store = config.common.store().map_err(anyhow::Error::msg)?;
         let cwd = config.worker_cwd.canonicalize().with_context(|| {
             format!(
@@ -91,6 +93,10 @@ impl Runner {
         spec.nice = config.worker_nice;
         check_program(&spec)?;
         let preloader = preloader(&config, &spec)?;
+        if preloader.is_some() && config.slots.is_none() {
+            let cpus = config.slots();
+            config.slots = Some(memory::preloaded_slots(cpus) as u32);
+        }
         let runner = RunnerId::generate(&hostname());
         Ok(Self {
             ctx: Arc::new(Ctx::new(store, config, runner, spec, preloader)),
@@ -138,6 +144,7 @@ impl Runner {
             });
         }
         tokio::spawn(control::control_loop(ctx.clone(), background.clone()));
+        tokio::spawn(memory::sample_loop(ctx.clone(), background.clone()));
 
         let mut slots = JoinSet::new();
         for n in 0..config.slots() {

@@ -3,7 +3,7 @@
 //! as bounded lines, stderr kept as a bounded tail, and the whole group killed when we are done.
 //! Nothing a worker does (garbage, floods, huge lines, crashes, hangs) can hurt the runner.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,22 @@ use crate::launcher::Preloader;
 
 /// Bytes of stderr kept for failure reasons.
 const STDERR_TAIL: usize = 4096;
-/// Longest a starting worker holds its start permit without printing a line or exiting.
+/// Pids of the worker processes alive now, for the per-agent memory metric ([`live_pids`]).
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// The worker processes alive now.
+pub fn live_pids() -> Vec<i32> {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// Longest a starting worker holds its start permit (see [`Worker::spawn`]).
 const START_HOLD: Duration = Duration::from_secs(1);
+/// How often a starting worker is checked for having gone to sleep.
+const START_POLL: Duration = Duration::from_millis(20);
 /// Lines buffered between the reader and the agent loop; a full buffer pauses the reader, so a
 /// worker printing faster than Redis records is slowed down rather than buffered without bound.
 const LINE_BUFFER: usize = 1024;
@@ -128,8 +142,9 @@ pub fn contract_env(
 impl Worker {
     /// Starts the worker for `job` with its first task in the environment: forked by the
     /// preloaded server when there is one that can, else cold. `permit`, if any, is a place
-    /// among the workers starting at once: it is given back at the worker's first stdout output,
-    /// its exit, or after [`START_HOLD`], whichever comes first.
+    /// among the workers starting at once: it is given back when the worker's start-up burst of
+    /// CPU is over — at its first stdout output, when it goes to sleep (waiting on the network,
+    /// a timer, its stdin), when it exits — or after [`START_HOLD`], whichever comes first.
     pub async fn spawn(
         spec: &WorkerSpec,
         preloader: Option<&Preloader>,
@@ -190,8 +205,9 @@ impl Worker {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         lower_priority(pid, spec.nice);
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
         let (tx, lines) = mpsc::channel(LINE_BUFFER);
-        tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes, permit));
+        tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes, (pid, permit)));
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         tokio::spawn(keep_tail(stderr, tail.clone(), job));
         Self {
@@ -328,6 +344,9 @@ pub(crate) fn lower_priority(pid: i32, nice: u8) {
 impl Drop for Worker {
     /// As `kill_on_drop` does for a cold worker: a forked worker is not left running unwatched.
     fn drop(&mut self) {
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.pid);
         if let Process::Forked { exit } = &self.process
             && self.status.is_none()
             && exit.borrow().is_none()
@@ -347,12 +366,18 @@ async fn read_lines(
     stdout: impl AsyncRead + Unpin,
     tx: mpsc::Sender<Output>,
     max: usize,
-    permit: Option<OwnedSemaphorePermit>,
+    (pid, permit): (i32, Option<OwnedSemaphorePermit>),
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     if let Some(permit) = permit {
         // `fill_buf` is cancel-safe: what it read stays buffered for the loop below.
-        let _ = tokio::time::timeout(START_HOLD, reader.fill_buf()).await;
+        let started = async {
+            tokio::select! {
+                _ = reader.fill_buf() => {}
+                _ = asleep(pid) => {}
+            }
+        };
+        let _ = tokio::time::timeout(START_HOLD, started).await;
         drop(permit);
     }
     let mut line: Vec<u8> = Vec::new();
@@ -391,6 +416,21 @@ async fn read_lines(
     } else if !line.is_empty() {
         // A last line without its newline still counts.
         let _ = tx.send(Output::Line(line)).await;
+    }
+}
+
+/// Returns once process `pid` sleeps (state `S`: waiting for something, not computing) or is
+/// gone.
+async fn asleep(pid: i32) {
+    loop {
+        tokio::time::sleep(START_POLL).await;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if !matches!(state, Some("R" | "D")) {
+            return;
+        }
     }
 }
 
