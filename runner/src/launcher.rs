@@ -172,6 +172,14 @@ impl Preloader {
         }
     }
 
+    /// At shutdown (workers are gone): stops the server and removes its directory.
+    pub async fn stop(&self) {
+        if let Some((_, mut child)) = self.server.lock().await.take() {
+            let _ = child.kill().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     /// Stops the server of `generation` (one that lost a start), unless it was replaced already.
     async fn stop_server(&self, generation: u64) {
         let mut server = self.server.lock().await;

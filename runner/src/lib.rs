@@ -154,6 +154,9 @@ impl Runner {
         tracing::info!(runner_id = %ctx.runner, "runner ready, claiming agent jobs");
         shutdown.cancelled().await;
         drain(&ctx, slots).await;
+        if let Some(pre) = &ctx.preloader {
+            pre.stop().await;
+        }
         background.cancel();
         tracing::info!(runner_id = %ctx.runner, stats = ?ctx.stats, "runner stopped");
         Ok(())
