@@ -172,6 +172,16 @@ async fn workers_get_exactly_the_contract_environment(start: Start) {
     start.check(&cluster);
 }
 
+/// Workers run below the runner's CPU priority (SWARMQ_WORKER_NICE, default 10), so relaying
+/// their lines comes first when they saturate the host.
+async fn workers_run_at_a_lower_cpu_priority_than_the_runner(start: Start) {
+    let cluster = Cluster::start(1, &fixture_worker(""), &[start.env()]).await;
+    let id = cluster.api().create_ok("nice", 1).await;
+    let s = cluster.wait_finished(&id).await;
+    assert_eq!(s["todos"][0]["result"], "nice:10", "{s}");
+    start.check(&cluster);
+}
+
 async fn the_default_python_worker_completes_a_session_offline(start: Start) {
     let cmd = format!("{} workers/worker.py", python());
     let cluster = Cluster::start(
@@ -221,6 +231,7 @@ in_both_start_modes!(
     one_shot_workers_get_a_fresh_process_for_each_todo,
     agent_count_bounds_concurrency_however_many_runners_run,
     workers_get_exactly_the_contract_environment,
+    workers_run_at_a_lower_cpu_priority_than_the_runner,
     the_default_python_worker_completes_a_session_offline,
     a_shell_worker_obeying_the_protocol_works_too,
 );
