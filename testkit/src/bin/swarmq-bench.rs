@@ -1209,7 +1209,8 @@ struct AgentLoad {
     burst_secs: f64,
     /// CPU of the worker processes over their whole life (start, one streamed call, exit) / n.
     cpu_ms_per_agent: f64,
-    /// PSS per worker process in the sample with the most of them alive, and that count.
+    /// PSS per worker process: preloaded, in the sample with the most of them alive (shared
+    /// pages divided among them all); cold, the mean of each one's peak. And how many.
     pss_mb_per_agent: f64,
     sampled: usize,
     /// Preloaded: the server's own PSS and CPU (its imports), counted once.
@@ -1317,12 +1318,25 @@ async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
         );
     }
     let (mut best, mut pss) = (0, 0);
+    // Cold workers share almost nothing, so each one's own peak is its cost: kept per pid.
+    let mut peaks: std::collections::HashMap<i32, u64> = Default::default();
     while !watcher.is_finished() {
         let alive = children_of(parent).len();
-        if alive > best + best / 10 || (alive == n && best < n) {
+        if mode == "cold" {
+            for pid in children_of(parent) {
+                let peak = peaks.entry(pid).or_default();
+                *peak = (*peak).max(pss_kb(pid));
+            }
+            (best, pss) = (peaks.len(), peaks.values().sum());
+        } else if alive > best + best / 10 || (alive == n && best < n) {
             (best, pss) = worker_pss(parent);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(if mode == "cold" {
+            2000
+        } else {
+            500
+        }))
+        .await;
     }
     let seen = watcher.await??;
     for id in &ids {
