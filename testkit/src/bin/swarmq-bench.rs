@@ -1288,6 +1288,9 @@ async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
             ("SWARMQ_RUNNER_SLOTS", &slots),
             ("SWARMQ_WORKER_CWD", &cwd),
             ("SWARMQ_WORKER_START", mode),
+            // This family measures starts, not priorities: on a shared host niced workers would
+            // also yield to everyone else's jobs (docs/benchmarks.md, CTRL).
+            ("SWARMQ_WORKER_NICE", "0"),
             ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
             ("ANTHROPIC_BASE_URL", fake.url()),
             (
