@@ -1209,8 +1209,7 @@ struct AgentLoad {
     burst_secs: f64,
     /// CPU of the worker processes over their whole life (start, one streamed call, exit) / n.
     cpu_ms_per_agent: f64,
-    /// PSS per worker process: preloaded, in the sample with the most of them alive (shared
-    /// pages divided among them all); cold, the mean of each one's peak. And how many.
+    /// PSS per worker process: the mean of each one's peak. And how many were sampled.
     pss_mb_per_agent: f64,
     sampled: usize,
     /// Preloaded: the server's own PSS and CPU (its imports), counted once.
@@ -1258,12 +1257,6 @@ async fn watch_first_events(
         }
     }
     Ok(seen)
-}
-
-/// The worker processes (children of `parent`) alive now: their count and total PSS (KB).
-fn worker_pss(parent: i32) -> (usize, u64) {
-    let workers = children_of(parent);
-    (workers.len(), workers.iter().map(|p| pss_kb(*p)).sum())
 }
 
 /// PRELOAD: `n` agents (sessions of 8, one TODO each) of `workers/worker.py` online, against the
@@ -1320,27 +1313,17 @@ async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
                 .await,
         );
     }
-    let (mut best, mut pss) = (0, 0);
-    // Cold workers share almost nothing, so each one's own peak is its cost: kept per pid.
+    // Each worker's own peak PSS: workers start and end at different times. For preloaded ones
+    // this is conservative (a child's share of the server's pages is largest when few share).
     let mut peaks: std::collections::HashMap<i32, u64> = Default::default();
     while !watcher.is_finished() {
-        let alive = children_of(parent).len();
-        if mode == "cold" {
-            for pid in children_of(parent) {
-                let peak = peaks.entry(pid).or_default();
-                *peak = (*peak).max(pss_kb(pid));
-            }
-            (best, pss) = (peaks.len(), peaks.values().sum());
-        } else if alive > best + best / 10 || (alive == n && best < n) {
-            (best, pss) = worker_pss(parent);
+        for pid in children_of(parent) {
+            let peak = peaks.entry(pid).or_default();
+            *peak = (*peak).max(pss_kb(pid));
         }
-        tokio::time::sleep(Duration::from_millis(if mode == "cold" {
-            2000
-        } else {
-            500
-        }))
-        .await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
+    let (best, pss) = (peaks.len(), peaks.values().sum::<u64>());
     let seen = watcher.await??;
     for id in &ids {
         api.wait_finished(id, Duration::from_secs(600)).await;
@@ -1388,7 +1371,7 @@ async fn preload_family(sizes: &[usize], cold_max: usize) -> anyhow::Result<()> 
                 String::new()
             };
             println!(
-                "| PRELOAD {n} agents, {mode}: task:assigned → first agent:reasoning p50 / p99 ms; all working (s); CPU ms per agent (whole worker life); PSS MB per agent ({} alive){server} | {p50:.0} / {p99:.0} | {:.2} | {:.1} | {:.1} | ≤ 20 ms CPU, ≤ 15 MB PSS; 400 working within 5 s |",
+                "| PRELOAD {n} agents, {mode}: task:assigned → first agent:reasoning p50 / p99 ms; all working (s); CPU ms per agent (whole worker life); PSS MB per agent (peak of each of {} sampled){server} | {p50:.0} / {p99:.0} | {:.2} | {:.1} | {:.1} | ≤ 20 ms CPU, ≤ 15 MB PSS; 400 working within 5 s |",
                 run.sampled, run.burst_secs, run.cpu_ms_per_agent, run.pss_mb_per_agent
             );
         }
