@@ -105,7 +105,7 @@ class Server:
     def __init__(self, path: str) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
-        self.listener.listen(256)
+        self.listener.listen(4096)  # a burst of starts may queue up; the kernel caps it
         self.children: dict = {}  # pid -> the connection its exit status goes to
         wake_r, self.wake_w = os.pipe()
         os.set_blocking(wake_r, False)

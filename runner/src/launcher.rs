@@ -34,8 +34,10 @@ const SERVER_PY: &str = include_str!("../../workers/swarmq_preload.py");
 const SERVER_START_LIMIT: Duration = Duration::from_secs(120);
 /// How long a start request may wait for the child's pid.
 const SPAWN_LIMIT: Duration = Duration::from_secs(30);
-/// Starts tried on a restarted server before this one start goes cold.
-const SPAWN_TRIES: usize = 3;
+/// Starts tried (restarting the server if it died) before this one start goes cold.
+const SPAWN_TRIES: usize = 5;
+/// Pause before trying a start again on a server that is running but refused it.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// `SWARMQ_WORKER_START`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -128,6 +130,13 @@ impl Preloader {
             let generation = self.ensure_server(spec).await?;
             match tokio::time::timeout(SPAWN_LIMIT, self.request(spec, env)).await {
                 Ok(Ok(forked)) => return Some(forked),
+                Ok(Err(e)) if self.server_alive(generation).await => {
+                    // Still running: a full listen backlog (a burst with no start limit) or a
+                    // refused request; try again shortly rather than restart a healthy server.
+                    tracing::debug!(error = %e, "worker server refused a start; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "worker server lost a start; retrying"),
                 Err(_) => tracing::warn!("worker server did not answer a start; retrying"),
             }
@@ -178,6 +187,15 @@ impl Preloader {
             let _ = child.kill().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Whether the server of `generation` is still the running one.
+    async fn server_alive(&self, generation: u64) -> bool {
+        let mut server = self.server.lock().await;
+        match server.as_mut() {
+            Some((g, child)) if *g == generation => matches!(child.try_wait(), Ok(None)),
+            _ => false,
+        }
     }
 
     /// Stops the server of `generation` (one that lost a start), unless it was replaced already.

@@ -84,3 +84,31 @@ async fn killing_the_worker_server_mid_burst_loses_no_agent_and_costs_no_attempt
     }
     Start::Preload.check(&cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_with_no_start_limit_is_served_by_one_server() {
+    let cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[
+            Start::Preload.env(),
+            ("SWARMQ_RUNNER_SLOTS", "64"),
+            ("SWARMQ_WORKER_MAX_STARTING", "0"),
+            ("SWARMQ_PRELOAD_MODULES", "json"),
+        ],
+    )
+    .await;
+    let api = cluster.api();
+    let work = ["ok"; 8].join("; ");
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(api.create_ok(&work, 8).await);
+    }
+    for id in &ids {
+        let s = cluster.wait_finished(id).await;
+        assert_eq!(s["status"], "completed", "{s}");
+        check_finished(&recorded(&cluster.redis.url(), id).await);
+    }
+    assert_eq!(server_pids(&cluster).len(), 1, "one server, never restarted");
+    Start::Preload.check(&cluster);
+}
