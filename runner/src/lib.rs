@@ -116,6 +116,9 @@ impl Runner {
             runner_id = %ctx.runner,
             slots = config.slots(),
             worker = %config.worker_cmd,
+            worker_start = ?config.worker_start,
+            worker_nice = config.worker_nice,
+            max_starting = ?config.max_starting(),
             cwd = %ctx.spec.cwd.display(),
             redis = %redact_url(&config.common.redis_url),
             "runner starting"

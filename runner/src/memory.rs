@@ -17,7 +17,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Worker processes read per sample at most (reading one costs a walk of its page tables).
 const SAMPLE_SIZE: usize = 32;
 /// Memory budgeted per preloaded agent for the default slot count: the measured PSS of an agent
-/// of `workers/worker.py` (docs/benchmarks.md, PRELOAD) with room for a long answer.
+/// of `workers/worker.py` (13.3 MB, docs/benchmarks.md, PRELOAD) with room for a long answer.
 const AGENT_BUDGET_BYTES: u64 = 32 << 20;
 /// Default slots of a preloaded runner at most.
 const MAX_DEFAULT_SLOTS: usize = 256;

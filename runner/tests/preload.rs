@@ -109,6 +109,10 @@ async fn a_burst_with_no_start_limit_is_served_by_one_server() {
         assert_eq!(s["status"], "completed", "{s}");
         check_finished(&recorded(&cluster.redis.url(), id).await);
     }
-    assert_eq!(server_pids(&cluster).len(), 1, "one server, never restarted");
+    assert_eq!(
+        server_pids(&cluster).len(),
+        1,
+        "one server, never restarted"
+    );
     Start::Preload.check(&cluster);
 }
