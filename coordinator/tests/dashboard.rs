@@ -557,3 +557,46 @@ async fn dashboard_a_long_session_keeps_the_page_bounded_and_loads_older_events_
     assert_eq!(shown, (older..=last).collect::<Vec<_>>());
     assert_nothing_executed(&mut browser, "main").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_sessions_page_lists_newest_first_and_pages_with_the_cursor() {
+    let cluster = Cluster::start(0, &fixture_worker(""), &[]).await;
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(cluster.api().create_ok(&format!("prompt {i}"), 1).await);
+    }
+    let mut browser = Browser::start("dashboard-sessions-pages");
+    browser
+        .open("main", &format!("{}/", cluster.coordinator.url))
+        .await;
+    let rows = "[...document.querySelectorAll('#session-rows tr')].map((r) => r.dataset.session)";
+    browser
+        .wait(
+            "main",
+            "document.querySelectorAll('#session-rows tr').length === 20",
+        )
+        .await;
+    let first: Vec<String> = serde_json::from_value(browser.eval("main", rows).await).expect("ids");
+    browser.click("main", "#older").await;
+    browser
+        .wait("main", "location.search.startsWith('?cursor=') && document.querySelectorAll('#session-rows tr').length === 3")
+        .await;
+    let second: Vec<String> =
+        serde_json::from_value(browser.eval("main", rows).await).expect("ids");
+    let (_, api_first) = cluster.api().get("/api/sessions?limit=20").await;
+    let expected: Vec<&str> = api_first["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(
+        first, expected,
+        "the page lists what the API lists, newest first"
+    );
+    let mut all: Vec<String> = first.into_iter().chain(second).collect();
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids, "two pages show every session once");
+    assert_nothing_executed(&mut browser, "main").await;
+}
