@@ -1,7 +1,8 @@
 //! The web dashboard in a real browser (Debian's headless Chromium driven by npm
 //! `playwright-core`, `tests/clients/dashboard.mjs`), against real Redis, real runner processes
 //! and fixture workers. Each test waits for conditions in the page, never for time; on a
-//! failure every page is saved under `target/test-output/<test>/`.
+//! failure every page is saved under `target/test-output/<test>/`. Every test's name starts
+//! with `dashboard_`, so `scripts/test.sh -- dashboard_` runs just these.
 
 use std::time::Duration;
 
@@ -138,7 +139,7 @@ async fn bad_prompts_show_the_api_error_beside_their_field(browser: &mut Browser
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_prompt_box_shows_api_errors_and_a_session_runs_to_the_recorded_end() {
+async fn dashboard_the_prompt_box_shows_api_errors_and_a_session_runs_to_the_recorded_end() {
     let cluster = Cluster::start(2, &fixture_worker(""), &[]).await;
     let url = &cluster.coordinator.url;
     let mut browser = Browser::start("dashboard-prompt-box");
@@ -205,7 +206,7 @@ async fn session_page(cluster: &Cluster, id: &str, name: &str) -> Browser {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_ends_a_running_session() {
+async fn dashboard_cancel_ends_a_running_session() {
     let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
     let id = cluster.api().create_ok("hang; hang", 2).await;
     let mut browser = session_page(&cluster, &id, "dashboard-cancel").await;
@@ -230,7 +231,8 @@ async fn cancel_ends_a_running_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_restart_mid_session_leaves_the_page_with_exactly_the_recorded_events() {
+async fn dashboard_a_coordinator_restart_mid_session_leaves_the_page_with_exactly_the_recorded_events()
+ {
     let redis = RedisServer::start();
     let port = free_port().to_string();
     let settings = [("PORT", port.as_str()), ("SWARMQ_PLANNER", "local")];
@@ -272,7 +274,7 @@ const CLUSTER_PAGE: &str = r#"(() => ({
 }))()"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_coordinators_serve_identical_session_and_cluster_pages() {
+async fn dashboard_two_coordinators_serve_identical_session_and_cluster_pages() {
     let cluster = Cluster::start(2, &fixture_worker(""), &[]).await;
     let second = InProcCoordinator::offline(&cluster.redis.url(), &["--max-agents", "8"]).await;
     let id = cluster
@@ -349,7 +351,7 @@ async fn assert_token_kept_only_in_session_storage(browser: &mut Browser, token:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_token_the_ui_asks_for_it_and_the_api_refuses_data_without_it() {
+async fn dashboard_with_a_token_the_ui_asks_for_it_and_the_api_refuses_data_without_it() {
     let token = "dashboard-test-token-4f1c";
     let cluster = Cluster::start_with(1, &fixture_worker(""), &[], &["--api-token", token]).await;
     let url = &cluster.coordinator.url;
@@ -407,7 +409,7 @@ async fn with_a_token_the_ui_asks_for_it_and_the_api_refuses_data_without_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_markup_and_a_javascript_stream_url_execute_nothing() {
+async fn dashboard_worker_markup_and_a_javascript_stream_url_execute_nothing() {
     let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
     // One agent: the sandbox's https URL first, then the xss TODO's javascript: URL replaces it.
     let id = cluster.api().create_ok("sandbox; xss", 1).await;
@@ -452,7 +454,7 @@ async fn worker_markup_and_a_javascript_stream_url_execute_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_carry_a_strict_csp_and_assets_are_cached_by_content_hash() {
+async fn dashboard_pages_carry_a_strict_csp_and_assets_are_cached_by_content_hash() {
     let cluster = Cluster::start(0, &fixture_worker(""), &[]).await;
     let url = &cluster.coordinator.url;
     let page = reqwest::get(format!("{url}/sessions/anything"))
@@ -514,7 +516,7 @@ async fn pages_carry_a_strict_csp_and_assets_are_cached_by_content_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_session_keeps_the_page_bounded_and_loads_older_events_on_demand() {
+async fn dashboard_a_long_session_keeps_the_page_bounded_and_loads_older_events_on_demand() {
     let cluster = Cluster::start(1, &fixture_worker(""), &[]).await;
     // 1,500 lines, paced under the runner's 1,000 lines/s per worker (beyond it lines are dropped).
     let id = cluster
@@ -553,5 +555,48 @@ async fn a_long_session_keeps_the_page_bounded_and_loads_older_events_on_demand(
         .await;
     let shown: Vec<u64> = serde_json::from_value(browser.eval("main", rows).await).expect("seqs");
     assert_eq!(shown, (older..=last).collect::<Vec<_>>());
+    assert_nothing_executed(&mut browser, "main").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_sessions_page_lists_newest_first_and_pages_with_the_cursor() {
+    let cluster = Cluster::start(0, &fixture_worker(""), &[]).await;
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(cluster.api().create_ok(&format!("prompt {i}"), 1).await);
+    }
+    let mut browser = Browser::start("dashboard-sessions-pages");
+    browser
+        .open("main", &format!("{}/", cluster.coordinator.url))
+        .await;
+    let rows = "[...document.querySelectorAll('#session-rows tr')].map((r) => r.dataset.session)";
+    browser
+        .wait(
+            "main",
+            "document.querySelectorAll('#session-rows tr').length === 20",
+        )
+        .await;
+    let first: Vec<String> = serde_json::from_value(browser.eval("main", rows).await).expect("ids");
+    browser.click("main", "#older").await;
+    browser
+        .wait("main", "location.search.startsWith('?cursor=') && document.querySelectorAll('#session-rows tr').length === 3")
+        .await;
+    let second: Vec<String> =
+        serde_json::from_value(browser.eval("main", rows).await).expect("ids");
+    let (_, api_first) = cluster.api().get("/api/sessions?limit=20").await;
+    let expected: Vec<&str> = api_first["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(
+        first, expected,
+        "the page lists what the API lists, newest first"
+    );
+    let mut all: Vec<String> = first.into_iter().chain(second).collect();
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids, "two pages show every session once");
     assert_nothing_executed(&mut browser, "main").await;
 }
