@@ -11,12 +11,26 @@
 //! `eprintln!` are shadowed below so that no control character or bidirectional override
 //! reaches the terminal raw (they show as `\u001B`, which is also a valid JSON escape).
 
-/// `std::println!`, with unsafe characters escaped (see `swarmq_shared::text`).
+/// `std::println!`, with unsafe characters escaped (see `swarmq_shared::text`), and quiet when
+/// the reader has gone (`swarmq list | head`): see [`print_line`].
 macro_rules! println {
-    () => { std::println!() };
+    () => { $crate::print_line("") };
     ($($arg:tt)*) => {
-        std::println!("{}", swarmq_shared::text::escape_for_terminal(&format!($($arg)*)))
+        $crate::print_line(&swarmq_shared::text::escape_for_terminal(&format!($($arg)*)))
     };
+}
+
+/// Writes one line to stdout. A closed pipe ends the program quietly with success, as `cat` or
+/// `grep` do, instead of the panic `std::println!` gives; any other write error is reported.
+fn print_line(line: &str) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            std::eprintln!("swarmq: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
 }
 
 /// `std::eprintln!`, with unsafe characters escaped.

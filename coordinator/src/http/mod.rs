@@ -64,8 +64,22 @@ async fn count_responses(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
+/// An unknown path: a browser asking for a page gets the dashboard (which says "not found" with
+/// its navigation), status 404; everything else gets the API's JSON error.
+async fn not_found(request: Request) -> Response {
+    let wants_page = request.method() == axum::http::Method::GET
+        && !request.uri().path().starts_with("/api/")
+        && request
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+    if wants_page {
+        let mut page = ui::page().await;
+        *page.status_mut() = StatusCode::NOT_FOUND;
+        return page;
+    }
+    ApiError::NotFound("no such route".into()).into_response()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
