@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN", default_value_t = 120)]
     pub create_rate_per_min: u32,
 
+    /// How long an `Idempotency-Key` is remembered after its first use (seconds): a retry
+    /// within it gets the first answer, after it the key is new again.
+    #[arg(long, env = "SWARMQ_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+
     /// Proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated
     /// (e.g. 127.0.0.1,10.0.0.0/8). From them the client is the last untrusted hop; they are
     /// exempt from the per-address connection cap. Unset: the peer address is the client.

@@ -10,6 +10,17 @@ use swarmq_shared::{SessionId, StoreError};
 
 use crate::sessions::CreateError;
 
+/// The body of every error answer (documentation of [`ApiError`]'s responses).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// What went wrong, for a person: names the field, limit or state at fault.
+    pub error: String,
+    /// The session the failure concerns, when one exists (a failed decomposition's `502`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -18,6 +29,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` reused for another request.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -36,6 +50,15 @@ pub enum ApiError {
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The 409 of cancelling a session that already finished.
+    pub fn cancel_finished(id: SessionId, status: swarmq_shared::SessionStatus) -> Self {
+        Self::Conflict(format!(
+            "session {id} is already {status}; only decomposing or running sessions can be cancelled"
+        ))
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -72,6 +95,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             Self::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
+            Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": m })),
             Self::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({ "error": m }))
             }

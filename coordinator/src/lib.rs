@@ -22,6 +22,7 @@ pub mod client_log;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod listener;
 pub mod memory;
 pub mod origin;
@@ -78,8 +79,13 @@ impl Application {
         let secured = tokens.api.is_some();
         let (socket_routes, sockets) =
             realtime::routes(relay.clone(), tokens.api.clone(), socket_limits);
+        let sessions = SessionService::new(store.clone(), planner, config.session_limits());
         let state = AppState {
-            sessions: SessionService::new(store.clone(), planner, config.session_limits()),
+            idempotency: idempotency::Idempotency::new(
+                sessions.clone(),
+                std::time::Duration::from_secs(config.idempotency_ttl_secs),
+            ),
+            sessions,
             store,
             relay,
             create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),

@@ -13,6 +13,7 @@ use crate::sessions::SessionService;
 pub struct AppState {
     pub store: Store,
     pub sessions: SessionService,
+    pub idempotency: crate::idempotency::Idempotency,
     pub relay: Relay,
     pub create_limiter: Arc<RateLimiter>,
     /// Proxies whose X-Forwarded-For names the client (see `client_addr`).

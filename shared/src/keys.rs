@@ -76,6 +76,14 @@ impl Keys {
         self.global("control")
     }
 
+    /// STRING (JSON) of one `Idempotency-Key`: the request it was first sent with and, once
+    /// known, the answer (`store::idempotency`). Expires `SWARMQ_IDEMPOTENCY_TTL_SECS` after the
+    /// first use. Untagged, so keys spread over a Cluster; the key's text is checked to hold
+    /// no braces.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
     pub fn session(&self, id: SessionId) -> SessionKeys {
         SessionKeys {
             base: format!("{}:{{{id}}}:", self.prefix),

@@ -2,6 +2,7 @@
 
 mod body;
 mod cluster;
+pub mod openapi;
 mod sessions;
 
 use axum::Router;
@@ -46,6 +47,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     }
     Router::new()
         .merge(api)
+        .merge(openapi::router())
         .merge(metrics)
         .merge(probes::health_routes(state.store.clone(), None))
         .fallback(not_found)

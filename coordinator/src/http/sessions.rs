@@ -6,17 +6,18 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use swarmq_shared::model::SessionSummary;
 use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId, SessionStatus};
 
 use super::body::json_object;
 use crate::client_addr;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::IdempotencyKey;
 use crate::sessions::NewSession;
 use crate::state::AppState;
 
@@ -25,6 +26,65 @@ use crate::state::AppState;
 const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 100;
 
+/// `POST /api/sessions` body. Documentation only: the handler reads the body itself
+/// ([`NewSession::parse`]) so that every way it can be wrong gets its own message.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct CreateSessionRequest {
+    /// What the swarm should do: at most `SWARMQ_MAX_PROMPT_CHARS` characters, not only
+    /// whitespace, no control characters but newline and tab, no bidirectional overrides.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202A-\u202F\u205F\u2066-\u2069\u3000][^\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    prompt: String,
+    /// Agents working the TODOs, 1 to `SWARMQ_MAX_AGENTS`.
+    #[schema(minimum = 1)]
+    agent_count: u32,
+}
+
+/// `201` of `POST /api/sessions`.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCreated {
+    pub session_id: SessionId,
+}
+
+/// `200` of `POST /api/sessions/{id}/cancel`: the status is always `cancelled`.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCancelled {
+    pub session_id: SessionId,
+    pub status: SessionStatus,
+}
+
+/// One page of `GET /api/sessions`, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionList {
+    pub sessions: Vec<SessionSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The optional `Idempotency-Key` header of the two POSTs.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyHeader {
+    /// Retries with the same key and request get the first answer (same session id, same
+    /// status) for `SWARMQ_IDEMPOTENCY_TTL_SECS` (default 24 h). 1-255 visible ASCII
+    /// characters without braces; a UUID is ideal.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-z|~]{1,255}$"
+    )]
+    idempotency_key: Option<String>,
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/sessions", post(create).get(list))
@@ -32,12 +92,31 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/cancel", post(cancel))
 }
 
-async fn create(
+/// Create a session: decompose the prompt into TODOs, then queue one job per agent. Answers
+/// once decomposition is done (a `502` carries the id of the session that failed).
+#[utoipa::path(
+    post, path = "/api/sessions", operation_id = "createSession", tag = "sessions",
+    params(IdempotencyHeader),
+    request_body(content = CreateSessionRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created and queued", body = SessionCreated),
+        (status = 409, description = "The first request with this Idempotency-Key is still running after the decomposition deadline", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody),
+        (status = 400, description = "Invalid body: the message names the field", body = ErrorBody),
+        (status = 413, description = "Body over 256 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 429, description = "Creation limit hit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a creation is accepted"))),
+        (status = 502, description = "Decomposition failed; the session exists, failed", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let client = client_addr::client_ip(&headers, peer.ip(), &state.trusted_proxies);
     state
         .create_limiter
@@ -45,11 +124,15 @@ async fn create(
         .map_err(|wait| ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs().max(1),
         })?;
+    let key = IdempotencyKey::from_headers(&headers)?;
     let body = json_object(&headers, body)?;
     let new = NewSession::parse(&body, state.sessions.limits())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(key) = key {
+        return Ok(state.idempotency.create(&key, &new).await?.into_response());
+    }
     let id = state.sessions.create(new).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "sessionId": id }))))
+    Ok((StatusCode::CREATED, Json(SessionCreated { session_id: id })).into_response())
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -61,7 +144,17 @@ fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     })
 }
 
-async fn read(
+/// A session's snapshot: its TODOs, agents and `lastSeq` (join the room with `since` = `lastSeq`).
+#[utoipa::path(
+    get, path = "/api/sessions/{id}", operation_id = "readSession", tag = "sessions",
+    params(("id" = String, Path, description = "Session id (a UUID)")),
+    responses(
+        (status = 200, description = "The session", body = Session),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn read(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
@@ -74,16 +167,30 @@ async fn read(
         .ok_or_else(|| ApiError::NotFound(format!("session {id} not found")))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// Sessions per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
-async fn list(
+/// Sessions, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/api/sessions", operation_id = "listSessions", tag = "sessions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of sessions", body = SessionList),
+        (status = 400, description = "Bad limit or query string", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
@@ -100,24 +207,42 @@ async fn list(
         .store
         .list_sessions(limit, query.cursor.as_deref())
         .await?;
-    let sessions: Vec<SessionSummary> = page.sessions;
-    Ok(Json(
-        json!({ "sessions": sessions, "nextCursor": page.next_cursor }),
-    ))
+    Ok(Json(SessionList {
+        sessions: page.sessions,
+        next_cursor: page.next_cursor,
+    }))
 }
 
-async fn cancel(
+/// Cancel a decomposing or running session: its agents stop, its TODOs stay as they are.
+#[utoipa::path(
+    post, path = "/api/sessions/{id}/cancel", operation_id = "cancelSession", tag = "sessions",
+    params(("id" = String, Path, description = "Session id (a UUID)"), IdempotencyHeader),
+    responses(
+        (status = 400, description = "Malformed Idempotency-Key", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key first used for another request", body = ErrorBody),
+        (status = 200, description = "Cancelled", body = SessionCancelled),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Already finished: the message names its status", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn cancel(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = IdempotencyKey::from_headers(&headers)?;
     let id = session_id(&raw)?;
+    if let Some(key) = key {
+        return Ok(state.idempotency.cancel(&key, id).await?.into_response());
+    }
     match state.sessions.cancel(id).await? {
-        CancelOutcome::Cancelled => Ok(Json(
-            json!({ "sessionId": id, "status": SessionStatus::Cancelled }),
-        )),
-        CancelOutcome::Finished { status } => Err(ApiError::Conflict(format!(
-            "session {id} is already {status}; only decomposing or running sessions can be cancelled"
-        ))),
+        CancelOutcome::Cancelled => Ok(Json(SessionCancelled {
+            session_id: id,
+            status: SessionStatus::Cancelled,
+        })
+        .into_response()),
+        CancelOutcome::Finished { status } => Err(ApiError::cancel_finished(id, status)),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("session {id} not found"))),
     }
 }

@@ -8,6 +8,7 @@
 //! job later, stranding it). Pub/sub connections come from [`Store::pubsub`].
 
 mod hashes;
+pub mod idempotency;
 mod runners;
 mod sessions;
 

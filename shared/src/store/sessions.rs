@@ -199,7 +199,7 @@ impl Store {
 }
 
 /// Counts over the newest sessions, for `GET /api/stats`.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionCounts {
     pub decomposing: u64,
