@@ -9,6 +9,10 @@ use swarmq_shared::settings::CommonSettings;
 use crate::planner::{Limits, MAX_DESCRIPTION_CHARS};
 use crate::sessions::SessionLimits;
 
+/// Session creations a minute per client address when the API is open to other hosts without
+/// a token and `SWARMQ_CREATE_RATE_PER_MIN` is unset.
+pub const DEFAULT_OPEN_CREATE_RATE: u32 = 120;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlannerKind {
     /// Claude through the Anthropic Messages API (needs ANTHROPIC_API_KEY).
@@ -102,10 +106,12 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
 
-    /// Session creations allowed per client IP per minute on this coordinator (0 = unlimited);
-    /// beyond it POST /api/sessions answers 429 with retry-after.
-    #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN", default_value_t = 120)]
-    pub create_rate_per_min: u32,
+    /// Session creations allowed per client per minute, counted in Redis across all
+    /// coordinators (0 = unlimited); beyond it POST /api/sessions answers 429 with
+    /// Retry-After. A client is the API token when one is set, else the client address.
+    /// Unset: off with an API token or on loopback, 120 when the API is open to other hosts.
+    #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN")]
+    pub create_rate_per_min: Option<u32>,
 
     /// How long an `Idempotency-Key` is remembered after its first use (seconds): a retry
     /// within it gets the first answer, after it the key is new again.
@@ -202,6 +208,16 @@ impl Config {
     }
 
     /// What a session may ask for and how long it may take.
+    /// The creation limit in force: the setting, else off unless the API is open to other
+    /// hosts without a token (`SWARMQ_ALLOW_INSECURE`), where each address gets 120 a minute.
+    pub fn create_rate(&self, secured: bool, host: IpAddr) -> u32 {
+        match self.create_rate_per_min {
+            Some(n) => n,
+            None if secured || host.is_loopback() => 0,
+            None => DEFAULT_OPEN_CREATE_RATE,
+        }
+    }
+
     pub fn session_limits(&self) -> SessionLimits {
         SessionLimits {
             max_agents: self.max_agents,

@@ -44,8 +44,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
-    #[error("too many sessions created from this address; retry in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    #[error(
+        "too many sessions created: the limit is {limit} a minute per {by} (SWARMQ_CREATE_RATE_PER_MIN, counted across all coordinators); retry in {retry_after_secs} s"
+    )]
+    TooManyRequests {
+        retry_after_secs: u64,
+        limit: u32,
+        by: &'static str,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -108,7 +114,9 @@ impl IntoResponse for ApiError {
                 json!({ "sessionId": session_id, "error": message }),
             ),
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({ "error": m })),
-            Self::TooManyRequests { retry_after_secs } => {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => {
                 let body = json!({ "error": self.to_string() });
                 let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
                 if let Ok(value) = retry_after_secs.to_string().parse() {

@@ -88,7 +88,7 @@ impl Application {
             sessions,
             store,
             relay,
-            create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
+            create_limiter: ratelimit::RateLimiter::new(config.create_rate(secured, host), secured),
             trusted_proxies: Arc::new(proxies.clone()),
             metrics: swarmq_shared::metrics::install(),
         };
@@ -234,6 +234,7 @@ fn announce(
         prefix = %config.common.prefix,
         planner = %state.sessions.planner().describe(),
         api_token = if secured { "set" } else { "unset" },
+        create_rate_per_min = state.create_limiter.per_minute(),
         "coordinator ready"
     );
     Ok(())

@@ -15,7 +15,7 @@ pub struct AppState {
     pub sessions: SessionService,
     pub idempotency: crate::idempotency::Idempotency,
     pub relay: Relay,
-    pub create_limiter: Arc<RateLimiter>,
+    pub create_limiter: RateLimiter,
     /// Proxies whose X-Forwarded-For names the client (see `client_addr`).
     pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
     pub metrics: PrometheusHandle,

@@ -84,6 +84,13 @@ impl Keys {
         format!("{}:idem:{key}", self.prefix)
     }
 
+    /// STRING counter of the sessions one client created in the current minute
+    /// (`SWARMQ_CREATE_RATE_PER_MIN`), expiring with the minute. `client` is `token` or an
+    /// address (an IPv6 /64), never braces.
+    pub fn create_rate(&self, client: &str) -> String {
+        format!("{}:rate:create:{client}", self.prefix)
+    }
+
     pub fn session(&self, id: SessionId) -> SessionKeys {
         SessionKeys {
             base: format!("{}:{{{id}}}:", self.prefix),

@@ -118,12 +118,7 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let client = client_addr::client_ip(&headers, peer.ip(), &state.trusted_proxies);
-    state
-        .create_limiter
-        .check(client_addr::limit_key(client))
-        .map_err(|wait| ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs().max(1),
-        })?;
+    state.create_limiter.check(&state.store, client).await?;
     let key = IdempotencyKey::from_headers(&headers)?;
     let body = json_object(&headers, body)?;
     let new = NewSession::parse(&body, state.sessions.limits())

@@ -9,6 +9,7 @@
 
 mod hashes;
 pub mod idempotency;
+mod rate;
 mod runners;
 mod sessions;
 
