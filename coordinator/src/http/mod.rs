@@ -4,6 +4,7 @@ mod body;
 mod cluster;
 pub mod openapi;
 mod sessions;
+mod socketio_doc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

@@ -1,6 +1,6 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 description of the HTTP API, generated from the
 //! handlers' annotations and the response types they return, so it cannot drift from them.
-//! The Socket.IO contract is `docs/asyncapi.yaml`.
+//! The Socket.IO contract is its `x-socketio` section (`socketio_doc`).
 
 use axum::Json;
 use axum::Router;
@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{self, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{cluster, sessions};
+use super::{cluster, sessions, socketio_doc};
 use crate::error::ErrorBody;
 use crate::sessions::SessionLimits;
 use crate::state::AppState;
@@ -21,7 +21,7 @@ use crate::state::AppState;
     info(
         title = "swarmq",
         description = "Sessions of AI agents: create one from a prompt, watch it over Socket.IO \
-                       (docs/asyncapi.yaml), cancel it. Errors are always {\"error\": \"...\"}.",
+                       (the x-socketio section), cancel it. Errors are always {\"error\": \"...\"}.",
     ),
     paths(
         sessions::create,
@@ -35,7 +35,21 @@ use crate::state::AppState;
         readyz,
         metrics,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(
+        ErrorBody,
+        socketio_doc::JoinRequest,
+        socketio_doc::JoinAck,
+        socketio_doc::ConnectionEvicted,
+        swarmq_shared::event::TaskAssigned,
+        swarmq_shared::event::TaskCompleted,
+        swarmq_shared::event::TaskFailed,
+        swarmq_shared::event::AgentThinking,
+        swarmq_shared::event::AgentReasoning,
+        swarmq_shared::event::AgentStreamReady,
+        swarmq_shared::event::AgentTerminated,
+        swarmq_shared::event::SessionComplete,
+        swarmq_shared::model::Todo,
+    )),
     modifiers(&Secured),
     tags(
         (name = "sessions", description = "Create, read, list and cancel sessions"),
@@ -69,6 +83,7 @@ pub fn describe(limits: &SessionLimits) -> serde_json::Value {
     fields["prompt"]["maxLength"] = limits.max_prompt_chars.into();
     // utoipa's Link serializes `operation_id` in snake case, so the links are written here.
     let link = |op: &str| json!({ "operationId": op, "parameters": { "id": "$response.body#/sessionId" } });
+    doc["x-socketio"] = socketio_doc::section();
     doc["paths"]["/api/sessions"]["post"]["responses"]["201"]["links"] = json!({
         "readSession": link("readSession"),
         "cancelSession": link("cancelSession"),
@@ -147,6 +162,21 @@ impl Modify for Secured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_socket_event_has_a_payload_schema() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let section = socketio_doc::section();
+        let events = section["serverEvents"].as_object().unwrap();
+        for name in swarmq_shared::event::Event::NAMES {
+            let payload = events[*name]["allOf"][0]["$ref"].as_str().unwrap();
+            let schema = payload.rsplit('/').next().unwrap();
+            assert!(
+                doc["components"]["schemas"].get(schema).is_some(),
+                "{name}: no schema {schema}"
+            );
+        }
+    }
 
     #[test]
     fn every_route_is_described_with_its_error_statuses() {
