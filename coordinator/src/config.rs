@@ -96,6 +96,16 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    /// Key signing share tokens (read-only links to one session). Unset: derived from
+    /// SWARMQ_API_TOKEN. Changing it revokes every share token it signed.
+    #[arg(long, env = "SWARMQ_SHARE_KEY", hide_env_values = true)]
+    pub share_key: Option<String>,
+
+    /// The share key before the last rotation: tokens it signed are still accepted (never
+    /// minted) until it is removed.
+    #[arg(long, env = "SWARMQ_SHARE_KEY_PREVIOUS", hide_env_values = true)]
+    pub share_key_previous: Option<String>,
+
     /// Bearer token protecting /metrics. Unset: /metrics is open.
     #[arg(long, env = "SWARMQ_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

@@ -15,6 +15,8 @@ pub struct AppState {
     pub sessions: SessionService,
     pub idempotency: crate::idempotency::Idempotency,
     pub relay: Relay,
+    /// Checks credentials and mints share tokens.
+    pub auth: Arc<crate::share::Auth>,
     pub create_limiter: RateLimiter,
     /// Proxies whose X-Forwarded-For names the client (see `client_addr`).
     pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,

@@ -28,6 +28,7 @@ use crate::state::AppState;
         sessions::list,
         sessions::read,
         sessions::cancel,
+        sessions::share,
         cluster::runners,
         cluster::stats,
         openapi_json,
@@ -121,8 +122,9 @@ fn readyz() {}
 #[allow(dead_code)]
 fn metrics() {}
 
-/// The bearer scheme, and a `401` on every `/api` route (answered when `SWARMQ_API_TOKEN` is
-/// set and the request lacks it).
+/// The bearer scheme (the admin token, or a share token on `readSession`), a `401` on every
+/// `/api` route (answered when `SWARMQ_API_TOKEN` is set and the request lacks it) and a `403`
+/// (a share token outside its one route).
 struct Secured;
 
 impl Modify for Secured {
@@ -131,17 +133,24 @@ impl Modify for Secured {
         doc.components
             .get_or_insert_with(Default::default)
             .add_security_scheme("apiToken", SecurityScheme::Http(bearer));
-        let unauthorized = ResponseBuilder::new()
-            .description("SWARMQ_API_TOKEN is set and the bearer token is missing or wrong")
-            .content(
-                "application/json",
-                openapi::ContentBuilder::new()
-                    .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name(
-                        "ErrorBody",
-                    ))))
-                    .build(),
-            )
-            .build();
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    openapi::ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name(
+                            "ErrorBody",
+                        ))))
+                        .build(),
+                )
+                .build()
+        };
+        let unauthorized =
+            error("SWARMQ_API_TOKEN is set and the bearer token is missing, wrong or expired");
+        let forbidden = error(
+            "A share token, which allows only GET /api/sessions/{its id} (and joining that room)",
+        );
         for (path, item) in doc.paths.paths.iter_mut() {
             if !path.starts_with("/api/") || path == "/api/openapi.json" {
                 continue;
@@ -150,6 +159,9 @@ impl Modify for Secured {
                 op.responses
                     .responses
                     .insert("401".into(), RefOr::T(unauthorized.clone()));
+                op.responses
+                    .responses
+                    .insert("403".into(), RefOr::T(forbidden.clone()));
                 op.security = Some(vec![
                     openapi::security::SecurityRequirement::new("apiToken", Vec::<String>::new()),
                     openapi::security::SecurityRequirement::default(),

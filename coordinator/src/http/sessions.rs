@@ -90,6 +90,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions", post(create).get(list))
         .route("/api/sessions/{id}", get(read))
         .route("/api/sessions/{id}/cancel", post(cancel))
+        .route("/api/sessions/{id}/share", post(share))
 }
 
 /// Create a session: decompose the prompt into TODOs, then queue one job per agent. Answers
@@ -240,4 +241,80 @@ pub(super) async fn cancel(
         CancelOutcome::Finished { status } => Err(ApiError::cancel_finished(id, status)),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("session {id} not found"))),
     }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ShareQuery {
+    /// Lifetime of the token in seconds, 1 to 7,776,000 (90 days); default 604,800 (7 days).
+    #[param(rename = "ttlSecs", value_type = Option<u64>, minimum = 1, maximum = 7_776_000)]
+    #[serde(rename = "ttlSecs")]
+    ttl_secs: Option<String>,
+}
+
+/// `201` of `POST /api/sessions/{id}/share`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionShared {
+    pub session_id: SessionId,
+    /// Read-only: `GET /api/sessions/{id}` (as a bearer token) and joining the session's room
+    /// (Socket.IO `auth: {token}`), nothing else.
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The dashboard page for it, relative to the dashboard's base URL: the token travels in
+    /// the fragment, which browsers never send to a server.
+    pub path: String,
+}
+
+/// Mint a read-only share token for one session (admin token only).
+#[utoipa::path(
+    post, path = "/api/sessions/{id}/share", operation_id = "shareSession", tag = "sessions",
+    params(("id" = String, Path, description = "Session id (a UUID)"), ShareQuery),
+    responses(
+        (status = 201, description = "A share token", body = SessionShared),
+        (status = 400, description = "Bad ttlSecs", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "No share key: the API is open (no SWARMQ_API_TOKEN) and needs no token", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn share(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<ShareQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(StatusCode, Json<SessionShared>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let max = crate::share::MAX_TTL.as_secs();
+    let ttl = match query.ttl_secs.as_deref().map(str::parse::<u64>) {
+        None => crate::share::DEFAULT_TTL,
+        Some(Ok(n)) if (1..=max).contains(&n) => std::time::Duration::from_secs(n),
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "ttlSecs must be an integer between 1 and {max}"
+            )));
+        }
+    };
+    let id = session_id(&raw)?;
+    if state.store.snapshot(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("session {id} not found")));
+    }
+    let (token, expires_at) = state
+        .auth
+        .mint(id, ttl, crate::share::now_secs())
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "sharing needs SWARMQ_API_TOKEN (or SWARMQ_SHARE_KEY): without a token the API is open and the session's page needs none".into(),
+            )
+        })?;
+    let path = format!("/sessions/{id}#share={token}");
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionShared {
+            session_id: id,
+            token,
+            expires_at,
+            path,
+        }),
+    ))
 }
