@@ -123,4 +123,9 @@ async fn examples_that_once_failed() {
     let link = &doc["paths"]["/api/sessions"]["post"]["responses"]["201"]["links"]["readSession"];
     assert_eq!(link["operationId"], "readSession");
     assert_eq!(api.get(&format!("/api/sessions/{id}")).await.0, 200);
+    // `before=0` made Redis refuse the exclusive bound `(0-0`: a 500.
+    let (status, page) = api
+        .get(&format!("/api/sessions/{id}/events?before=0&limit=1"))
+        .await;
+    assert_eq!((status, &page["events"]), (200, &json!([])), "{page}");
 }

@@ -1,12 +1,14 @@
-//! `GET /api/runners` and `GET /api/stats`: what the cluster is doing, for operators and the CLI.
+//! `GET /api/runners`, `GET /api/stats` and `GET /api/stats/series`: what the cluster is doing,
+//! for operators, the CLI and the dashboard's Cluster page.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use swarmq_shared::now_ms;
 use swarmq_shared::store::{RunnerTotals, SessionCounts};
 
+use super::body::bounded;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -17,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/runners", get(runners))
         .route("/api/stats", get(stats))
+        .route("/api/stats/series", get(series))
 }
 
 /// One registered runner, as its last heartbeat described it.
@@ -34,6 +37,9 @@ pub struct RunnerView {
     pub alive: bool,
     /// Unix ms (Redis's clock).
     pub lease_expires_at: u64,
+    /// When it sent its last heartbeat (Unix ms, its own clock).
+    pub beat_at: u64,
+    pub seconds_since_beat: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -78,6 +84,8 @@ pub(super) async fn runners(State(state): State<AppState>) -> Result<Json<Runner
             version: r.info.version,
             alive: r.lease_expires_at > now,
             lease_expires_at: r.lease_expires_at,
+            beat_at: r.info.beat_at,
+            seconds_since_beat: now.saturating_sub(r.info.beat_at) / 1000,
         })
         .collect();
     Ok(Json(RunnerList { runners }))
@@ -98,4 +106,40 @@ pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, 
         sessions: state.store.session_counts(STATS_SCAN).await?,
         socket_rooms: state.relay.rooms(),
     }))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SeriesQuery {
+    /// Seconds back from now, 1 to 600 (default 300).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 600)]
+    secs: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Series {
+    /// One per second, oldest first.
+    pub points: Vec<swarmq_shared::store::StatsPoint>,
+}
+
+/// TODOs completed per second and the ready-queue depth over the last `secs` seconds
+/// (default 300, at most 600), oldest first.
+#[utoipa::path(
+    get, path = "/api/stats/series", operation_id = "getStatsSeries", tag = "cluster",
+    params(SeriesQuery),
+    responses(
+        (status = 200, description = "Per-second points", body = Series),
+        (status = 400, description = "Bad secs or query string", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn series(
+    State(state): State<AppState>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Series>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let max = swarmq_shared::store::MAX_SERIES_SECS as usize;
+    let secs = bounded(query.secs.as_deref(), "secs", 300, max)?;
+    let points = state.store.stats_series(now_ms(), secs as u64).await?;
+    Ok(Json(Series { points }))
 }

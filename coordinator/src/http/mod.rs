@@ -5,6 +5,7 @@ mod cluster;
 pub mod openapi;
 mod sessions;
 mod socketio_doc;
+mod ui;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -52,6 +53,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .merge(openapi::router())
         .merge(metrics)
         .merge(probes::health_routes(state.store.clone(), None))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -29,8 +29,10 @@ use crate::state::AppState;
         sessions::read,
         sessions::cancel,
         sessions::share,
+        sessions::events,
         cluster::runners,
         cluster::stats,
+        cluster::series,
         openapi_json,
         healthz,
         readyz,
@@ -88,6 +90,8 @@ pub fn describe(limits: &SessionLimits) -> serde_json::Value {
     doc["paths"]["/api/sessions"]["post"]["responses"]["201"]["links"] = json!({
         "readSession": link("readSession"),
         "cancelSession": link("cancelSession"),
+        "shareSession": link("shareSession"),
+        "listSessionEvents": link("listSessionEvents"),
     });
     doc
 }

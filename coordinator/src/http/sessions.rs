@@ -14,7 +14,7 @@ use swarmq_shared::model::SessionSummary;
 use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId, SessionStatus};
 
-use super::body::json_object;
+use super::body::{bounded, json_object};
 use crate::client_addr;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyKey;
@@ -91,6 +91,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}", get(read))
         .route("/api/sessions/{id}/cancel", post(cancel))
         .route("/api/sessions/{id}/share", post(share))
+        .route("/api/sessions/{id}/events", get(events))
 }
 
 /// Create a session: decompose the prompt into TODOs, then queue one job per agent. Answers
@@ -188,17 +189,7 @@ pub(super) async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SessionList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit must be an integer between 1 and {MAX_PAGE}"
-                )));
-            }
-        },
-    };
+    let limit = bounded(query.limit.as_deref(), "limit", DEFAULT_PAGE, MAX_PAGE)?;
     let page = state
         .store
         .list_sessions(limit, query.cursor.as_deref())
@@ -207,6 +198,83 @@ pub(super) async fn list(
         sessions: page.sessions,
         next_cursor: page.next_cursor,
     }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EventsQuery {
+    /// Only events with `seq` below this (default: all).
+    #[param(value_type = Option<u64>, minimum = 0)]
+    before: Option<String>,
+    /// Events per page, 1 to 1,000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// One recorded event.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecordedEventView {
+    pub seq: u64,
+    /// The Socket.IO event name (`x-socketio` lists each payload).
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+/// A page of `GET /api/sessions/{id}/events`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    /// Newest first.
+    pub events: Vec<RecordedEventView>,
+    /// Older events were already trimmed from the stream.
+    pub truncated: bool,
+}
+
+/// A page of the session's recorded events older than `before` (default: all), newest first:
+/// `{events: [{seq, event, data}], truncated}` — `truncated` when the stream was already trimmed
+/// below the oldest one returned (the dashboard's "load older").
+#[utoipa::path(
+    get, path = "/api/sessions/{id}/events", operation_id = "listSessionEvents", tag = "sessions",
+    params(("id" = String, Path, description = "Session id (a UUID)"), EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "Bad before, limit or query string", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn events(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    let id = session_id(&raw)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let limit = bounded(query.limit.as_deref(), "limit", 100, 1000)?;
+    let before = match query.before.as_deref() {
+        None => u64::MAX,
+        Some(b) => b
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest("before must be a non-negative integer".into()))?,
+    };
+    let Some(last_seq) = state.store.last_seq(id).await? else {
+        return Err(ApiError::NotFound(format!("session {id} not found")));
+    };
+    let page = state.store.events_before(id, before, limit).await?;
+    let mut events = Vec::with_capacity(page.len());
+    for e in &page {
+        let data: serde_json::Value = serde_json::from_str(&e.data).map_err(|err| {
+            ApiError::Internal(anyhow::anyhow!("recorded event {}: {err}", e.seq))
+        })?;
+        events.push(RecordedEventView {
+            seq: e.seq,
+            event: e.event.clone(),
+            data,
+        });
+    }
+    // Seqs are contiguous from 1: fewer than asked for, yet not down to 1, means trimmed.
+    let oldest = page.last().map_or(before.min(last_seq + 1), |e| e.seq);
+    let truncated = page.len() < limit && oldest > 1;
+    Ok(Json(EventPage { events, truncated }))
 }
 
 /// Cancel a decomposing or running session: its agents stop, its TODOs stay as they are.

@@ -12,6 +12,7 @@ pub mod idempotency;
 mod rate;
 mod runners;
 mod sessions;
+mod stats;
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use crate::transitions::{self, Snapshot, Transition};
 
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
+pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
