@@ -154,6 +154,7 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Ne
                 .into_response();
         }
         Err("missing token") => "missing bearer token: send Authorization: Bearer <token>",
+        Err("invalid token") => "invalid bearer token",
         Err(why) => why,
     };
     (
