@@ -97,7 +97,7 @@ impl Auth {
             .flatten()
             .any(|key| sign(key, claims).verify_slice(&signature).is_ok());
         if !genuine {
-            return Err("invalid share token (expired keys are rotated out)");
+            return Err("invalid share token: altered, or signed with a share key since rotated");
         }
         let mut parts = claims.split('.').skip(1);
         let session = parts.next().and_then(|s| SessionId::parse(s).ok());
