@@ -101,7 +101,8 @@ pub fn router() -> Router<AppState> {
     params(IdempotencyHeader),
     request_body(content = CreateSessionRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created and queued", body = SessionCreated),
+        (status = 201, description = "Created and queued", body = SessionCreated,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same Idempotency-Key"))),
         (status = 409, description = "The first request with this Idempotency-Key is still running after the decomposition deadline", body = ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody),
         (status = 400, description = "Invalid body: the message names the field", body = ErrorBody),
@@ -284,7 +285,8 @@ pub(super) async fn events(
     responses(
         (status = 400, description = "Malformed Idempotency-Key", body = ErrorBody),
         (status = 422, description = "Idempotency-Key first used for another request", body = ErrorBody),
-        (status = 200, description = "Cancelled", body = SessionCancelled),
+        (status = 200, description = "Cancelled", body = SessionCancelled,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same Idempotency-Key"))),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "Already finished: the message names its status", body = ErrorBody),
         (status = 503, description = "Redis unreachable", body = ErrorBody),
