@@ -8,6 +8,8 @@
 //! job later, stranding it). Pub/sub connections come from [`Store::pubsub`].
 
 mod hashes;
+pub mod idempotency;
+mod rate;
 mod runners;
 mod sessions;
 mod stats;
