@@ -1,7 +1,7 @@
 //! Who a request is: the admin (the one `SWARMQ_API_TOKEN`) or the holder of a share token —
-//! a read-only token for one session that allows exactly its reads — `GET /api/sessions/<id>`
-//! and `GET /api/sessions/<id>/events` (what its room replays anyway) — and joining that
-//! session's Socket.IO room, nothing else.
+//! a read-only token for one session that allows exactly `GET /api/sessions/<id>` and joining
+//! that session's Socket.IO room (whose replay from `since: 0` is its whole recorded history),
+//! nothing else.
 //!
 //! A share token is `swq1.<sessionId>.<expiresAt>.<signature>`: the session, the expiry (Unix
 //! seconds) and an HMAC-SHA256 of both under the share key, so any coordinator checks it with
@@ -129,7 +129,7 @@ pub fn now_secs() -> u64 {
 }
 
 /// Middleware on `/api/*` when a token is required: the admin token passes everywhere, a share
-/// token only on `GET /api/sessions/<its session>` and its `/events` (`403` elsewhere),
+/// token only on `GET /api/sessions/<its session>` (`403` elsewhere),
 /// anything else is `401`.
 pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     let presented = request
@@ -142,9 +142,7 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Ne
         Ok(Access::Admin) => return next.run(request).await,
         Ok(Access::Share(session)) => {
             let own = format!("/api/sessions/{session}");
-            let path = request.uri().path();
-            let readable = path == own || path.strip_prefix(own.as_str()) == Some("/events");
-            if request.method() == Method::GET && readable {
+            if request.method() == Method::GET && request.uri().path() == own {
                 return next.run(request).await;
             }
             return (

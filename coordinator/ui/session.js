@@ -236,6 +236,12 @@ class SessionPage {
       this.el.older.hidden = !(this.oldestSeq > 1) || page.truncated || !page.events.length;
     } catch (e) {
       if (e instanceof Unauthorized) return this.ctx.unauthorized(e.message);
+      if (e.status === 403) {
+        // A share link reads the session and its room only: the live log already holds what
+        // the room replayed; older pages need the API token.
+        this.el.older.hidden = true;
+        return this.banner('older events need the API token (this is a share link)');
+      }
       this.banner(e.message);
     }
   }
