@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::future::IntoFuture;
 
 use anyhow::Context;
-use swarmq_shared::telemetry::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
@@ -88,7 +87,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         tracing::info!(
             addr = %listener.local_addr()?,
-            redis = %redact_url(&config.common.redis_url),
+            redis = %config.common.redis_description(),
             prefix = %config.common.prefix,
             planner = %state.sessions.planner().describe(),
             "coordinator ready"

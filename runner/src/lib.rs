@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use swarmq_shared::backoff::Backoff;
-use swarmq_shared::telemetry::redact_url;
 use swarmq_shared::transitions::RequeueJob;
 use swarmq_shared::{AgentJob, RunnerId};
 use tokio::task::JoinSet;
@@ -106,7 +105,7 @@ impl Runner {
             slots = config.slots(),
             worker = %config.worker_cmd,
             cwd = %ctx.spec.cwd.display(),
-            redis = %redact_url(&config.common.redis_url),
+            redis = %config.common.redis_description(),
             "runner starting"
         );
         let background = CancellationToken::new();
