@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod procs;
 pub mod redis;
+pub mod sentinel;
 pub mod sessions;
 pub mod stalled;
 
@@ -27,6 +28,7 @@ pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, RunnerProcess};
 pub use redis::RedisServer;
+pub use sentinel::SentinelTopology;
 pub use stalled::StalledClient;
 
 /// The repository root (where `workers/` and `tests/clients` live).

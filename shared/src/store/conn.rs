@@ -113,14 +113,13 @@ impl Followed {
                 }
             })?;
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The first primary found is no move: only later changes are announced.
         self.0.primary.send_if_modified(|old| {
-            let moved = *old != addr;
+            let moved = !old.is_empty() && *old != addr;
             if moved {
-                if !old.is_empty() {
-                    tracing::warn!(from = %old, to = %addr, "redis: following a new primary");
-                }
-                *old = addr;
+                tracing::warn!(from = %old, to = %addr, "redis: following a new primary");
             }
+            *old = addr;
             moved
         });
         *current = Some((n, conn.clone()));

@@ -147,8 +147,11 @@ impl Target {
             Self::Single(client) => Ok(client.clone()),
             Self::Sentinel(sentinel) => {
                 let lookup = async { sentinel.lock().await.async_get_client().await };
+                // Whatever the Sentinels say short of a primary (none valid, one that refuses,
+                // no quorum yet) means "no primary known now": unavailable, a 503.
                 match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-                    Ok(client) => Ok(client?),
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(no_primary(&e.to_string())),
                     Err(_) => Err(no_primary("the Sentinels did not answer in time")),
                 }
             }

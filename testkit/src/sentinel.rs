@@ -1,0 +1,176 @@
+//! A private Sentinel deployment for one test: a primary, replicas (`--replicaof`) and three
+//! `redis-server --sentinel` processes (quorum 2, a node is down after 1 s), all on free loopback
+//! ports in temp dirs, killed when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::redis::{RedisServer, free_port};
+
+/// The master name the Sentinels monitor.
+pub const MASTER: &str = "swarmq";
+
+struct SentinelProcess {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct SentinelTopology {
+    /// Every data node, the first one the primary at the start; a failover does not reorder
+    /// them (ask [`SentinelTopology::primary_port`]).
+    pub nodes: Vec<RedisServer>,
+    sentinels: Vec<SentinelProcess>,
+}
+
+impl SentinelTopology {
+    /// A primary, `replicas` replicas and three Sentinels that know them all (each Sentinel has
+    /// seen the replicas and the two other Sentinels, so a failover can start at once).
+    pub async fn start(replicas: usize) -> Self {
+        let primary = RedisServer::start_node(None);
+        let port = primary.port();
+        let mut nodes = vec![primary];
+        nodes.extend((0..replicas).map(|_| RedisServer::start_node(Some(port))));
+        let sentinels = (0..3).map(|_| start_sentinel(port)).collect();
+        let topology = Self { nodes, sentinels };
+        topology.wait_known(replicas).await;
+        topology
+    }
+
+    /// `REDIS_SENTINELS`'s value.
+    pub fn sentinels(&self) -> String {
+        let list: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        list.join(",")
+    }
+
+    /// The settings that point a daemon at this deployment.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("REDIS_SENTINELS".into(), self.sentinels()),
+            ("REDIS_SENTINEL_MASTER".into(), MASTER.into()),
+        ]
+    }
+
+    /// The primary's port as the first Sentinel that answers tells it.
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let out = sentinel_cli(s.port, &["SENTINEL", "get-master-addr-by-name", MASTER])?;
+            out.lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// The data node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("a node of this topology")
+    }
+
+    pub fn node_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .expect("a node of this topology")
+    }
+
+    /// A plain URL of the node on `port` (for audits read straight from it).
+    pub fn url_of(&self, port: u16) -> String {
+        self.node(port).url()
+    }
+
+    /// Waits until the Sentinels name a primary other than `old` that says `ROLE master`.
+    pub async fn wait_failover(&self, old: u16, limit: Duration) -> u16 {
+        crate::wait_for(limit, "a Sentinel failover", || async move {
+            let port = self.primary_port().filter(|p| *p != old)?;
+            let role = self.node(port).cli(&["ROLE"])?;
+            role.starts_with("master").then_some(port)
+        })
+        .await
+    }
+
+    /// Waits until every replica is in sync and every Sentinel knows the primary, `replicas`
+    /// replicas and two other Sentinels.
+    async fn wait_known(&self, replicas: usize) {
+        crate::wait_for(Duration::from_secs(30), "replicas in sync", || async {
+            self.nodes[1..]
+                .iter()
+                .all(|n| {
+                    n.cli(&["INFO", "replication"])
+                        .is_some_and(|i| i.contains("master_link_status:up"))
+                })
+                .then_some(())
+        })
+        .await;
+        crate::wait_for(Duration::from_secs(30), "Sentinels to discover", || async {
+            self.sentinels
+                .iter()
+                .all(|s| {
+                    let count = |what: &str| {
+                        sentinel_cli(s.port, &["SENTINEL", what, MASTER])
+                            .map(|o| o.lines().filter(|l| *l == "name").count())
+                            .unwrap_or(0)
+                    };
+                    count("replicas") >= replicas && count("sentinels") >= 2
+                })
+                .then_some(())
+        })
+        .await
+    }
+}
+
+fn start_sentinel(primary: u16) -> SentinelProcess {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let conf = format!(
+        "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
+         sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
+         sentinel down-after-milliseconds {MASTER} 1000\n\
+         sentinel failover-timeout {MASTER} 3000\n\
+         sentinel parallel-syncs {MASTER} 2\n",
+        dir = dir.path().display()
+    );
+    let path = dir.path().join("sentinel.conf");
+    std::fs::write(&path, conf).expect("sentinel.conf");
+    let child = Command::new("redis-server")
+        .arg(&path)
+        .arg("--sentinel")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel");
+    let sentinel = SentinelProcess {
+        port,
+        child,
+        _dir: dir,
+    };
+    for _ in 0..500 {
+        if sentinel_cli(port, &["PING"]).is_some_and(|r| r.trim() == "PONG") {
+            return sentinel;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sentinel on port {port} did not come up");
+}
+
+fn sentinel_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+}
