@@ -168,6 +168,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
     let mut backoff = Backoff::new(Duration::from_millis(100), CLAIM_RECONNECT_MAX);
     // The job this slot finished, still in the claimed list: removed with the next claim.
     let mut finished: Option<String> = None;
+    let mut moved = ctx.store.primary_watch();
     loop {
         if ctx.draining.is_cancelled() {
             break;
@@ -188,6 +189,12 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
         let claimed = tokio::select! {
             r = c.claim(finished.as_deref()) => r,
             _ = ctx.draining.cancelled() => break,
+            // Behind Sentinel: a BLMOVE parked on a frozen old primary would wait out its
+            // timeout; whatever it moves there is discarded when that node is demoted.
+            _ = moved.moved() => {
+                claimer = None;
+                continue;
+            }
         };
         match claimed {
             Ok(job) => {

@@ -30,16 +30,13 @@ async fn deploy(min_replicas: &str) -> Deployment {
     ));
     let common: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let coordinator = CoordinatorProcess::start(UNUSED_URL, &common).await;
-    if std::env::var_os("SENTINEL_DEBUG").is_some() {
-        let (status, body) = coordinator.api().create("ok", 1).await;
-        eprintln!("{status} {body}\n{}", coordinator.process.logs().join("\n"));
-    }
     let fixture_dir = fixtures.path().display().to_string();
     let mut runner_env = common.clone();
     runner_env.extend([
         ("FIXTURE_DIR", fixture_dir.as_str()),
         ("SWARMQ_WORKER_PASS_ENV", "FIXTURE_DIR"),
-        ("SWARMQ_LEASE_SECS", "3"),
+        // Longer than a failover (a lease shorter than it expires every runner at once).
+        ("SWARMQ_LEASE_SECS", "10"),
         ("SWARMQ_RUNNER_SLOTS", "2"),
     ]);
     let worker = fixture_worker("");
@@ -74,6 +71,24 @@ async fn through_failover(api: &Api, d: &Deployment, id: &str, old: u16) -> (u16
     panic!("no failover from :{old}");
 }
 
+/// Creates a session, retrying while the API answers 503 (as a client should during a failover)
+/// or 429 (those retries count against the per-address creation rate).
+async fn create_retrying(api: &Api, prompt: &str, agents: u32) -> String {
+    for _ in 0..60 {
+        let (status, body) = api.create(prompt, agents).await;
+        assert!(
+            matches!(status, 201 | 503 | 429),
+            "create answered {status}: {body}"
+        );
+        if let Some(id) = body["sessionId"].as_str() {
+            return id.to_owned();
+        }
+        eprintln!("create answered {status}: {body}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("no 201 within 60 attempts after the failover");
+}
+
 async fn finishes_intact(d: &Deployment, primary: u16, ids: &[String]) {
     let api = d.coordinator.api();
     for id in ids {
@@ -95,7 +110,7 @@ async fn the_primary_killed_mid_session_fails_over_and_loses_nothing() {
     d.topology.node_mut(old).kill();
     let (new, unavailable) = through_failover(&api, &d, &a, old).await;
     eprintln!("failed over from :{old} to :{new}; {unavailable} answers were 503 meanwhile");
-    let c = api.create_ok("ok; lines:2", 1).await;
+    let c = create_retrying(&api, "ok; lines:2", 1).await;
     finishes_intact(&d, new, &[a, b, c]).await;
 }
 
@@ -111,7 +126,7 @@ async fn a_frozen_primary_that_resumes_stale_is_never_written_to() {
     let (new, unavailable) = through_failover(&api, &d, &a, old).await;
     d.topology.node(old).signal("CONT");
     eprintln!("failed over from frozen :{old} to :{new}; {unavailable} answers were 503");
-    let b = api.create_ok("lines:3; ok", 2).await;
+    let b = create_retrying(&api, "lines:3; ok", 2).await;
     finishes_intact(&d, new, &[a, b]).await;
     // The resumed node was demoted and copied the new primary's data.
     wait_for(
