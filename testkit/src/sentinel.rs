@@ -44,6 +44,24 @@ impl SentinelTopology {
         topology
     }
 
+    /// Hands the initial primary over to the caller (to kill or freeze it as a plain
+    /// [`RedisServer`]); node lookups then cover the replicas only.
+    pub fn take_initial_primary(&mut self) -> RedisServer {
+        self.nodes.remove(0)
+    }
+
+    /// The target a [`swarmq_shared::Store`] follows this deployment's primary by.
+    pub fn target(&self) -> swarmq_shared::store::RedisTarget {
+        swarmq_shared::store::RedisTarget::parse(
+            "redis://127.0.0.1",
+            &self.sentinels(),
+            Some(MASTER),
+            None,
+            None,
+        )
+        .expect("sentinel target")
+    }
+
     /// `REDIS_SENTINELS`'s value.
     pub fn sentinels(&self) -> String {
         let list: Vec<String> = self
