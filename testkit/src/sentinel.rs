@@ -13,7 +13,7 @@ pub const MASTER: &str = "swarmq";
 struct SentinelProcess {
     port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for SentinelProcess {
@@ -108,6 +108,20 @@ impl SentinelTopology {
         self.node(port).url()
     }
 
+    /// Failovers so far: the most `+switch-master` lines any one Sentinel logged (a failover
+    /// that timed out and was retried promotes a second node: two).
+    pub fn switches(&self) -> usize {
+        self.sentinels
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(s.dir.path().join("sentinel.log"))
+                    .map(|log| log.matches("+switch-master").count())
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Waits until the Sentinels name a primary other than `old` that says `ROLE master`.
     pub async fn wait_failover(&self, old: u16, limit: Duration) -> u16 {
         crate::wait_for(limit, "a Sentinel failover", || async move {
@@ -169,11 +183,7 @@ fn start_sentinel(primary: u16) -> SentinelProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server --sentinel");
-    let sentinel = SentinelProcess {
-        port,
-        child,
-        _dir: dir,
-    };
+    let sentinel = SentinelProcess { port, child, dir };
     for _ in 0..500 {
         if sentinel_cli(port, &["PING"]).is_some_and(|r| r.trim() == "PONG") {
             return sentinel;

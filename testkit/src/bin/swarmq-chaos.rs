@@ -594,6 +594,9 @@ async fn run_once(
             .len() as u32;
         figures.stood_down += runner.process.log_messages("lease had expired").len() as u32;
     }
+    if let Some(t) = &env.topology {
+        eprintln!("{name}: {} failover(s) this run", t.switches());
+    }
     figures.runs += 1;
     Ok(())
 }
