@@ -139,3 +139,26 @@ async fn a_frozen_primary_that_resumes_stale_is_never_written_to() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_replica_to_acknowledge_writes_fail_as_503_and_are_retried_whole() {
+    let d = deploy("1").await;
+    let api = d.coordinator.api();
+    let primary = d.topology.primary_port().expect("a primary");
+    let a = api.create_ok("sleep:1; lines:3; ok; lines:2", 2).await;
+    let replicas: Vec<u16> = d.topology.nodes[1..].iter().map(|n| n.port()).collect();
+    for port in &replicas {
+        d.topology.node(*port).signal("STOP");
+    }
+    // Sentinel does not fail over (the primary is fine): every write now waits for an
+    // acknowledgement that cannot come, so the API answers 503 and the runners retry.
+    let (status, body) = api.create("ok", 1).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = api.get(&format!("/api/sessions/{a}")).await;
+    assert_eq!(status, 200, "reads do not wait for replicas");
+    for port in &replicas {
+        d.topology.node(*port).signal("CONT");
+    }
+    let b = create_retrying(&api, "lines:2; ok", 1).await;
+    finishes_intact(&d, primary, &[a, b]).await;
+}
