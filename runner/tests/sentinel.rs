@@ -21,7 +21,10 @@ struct Deployment {
 }
 
 async fn deploy(min_replicas: &str) -> Deployment {
-    let topology = SentinelTopology::start(2).await;
+    deploy_on(SentinelTopology::start(2).await, min_replicas).await
+}
+
+async fn deploy_on(topology: SentinelTopology, min_replicas: &str) -> Deployment {
     let fixtures = tempfile::tempdir().unwrap();
     let mut env = topology.env();
     env.push((
@@ -161,4 +164,21 @@ async fn without_a_replica_to_acknowledge_writes_fail_as_503_and_are_retried_who
     }
     let b = create_retrying(&api, "lines:2; ok", 1).await;
     finishes_intact(&d, primary, &[a, b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_data_nodes_that_require_passwords() {
+    // REDIS_SENTINEL_PASSWORD for the Sentinels, REDIS_PASSWORD for the data nodes (REDIS_URL
+    // has none).
+    let topology = SentinelTopology::start_with_auth(1, Some("data-pw"), Some("sentinel-pw")).await;
+    let d = deploy_on(topology, "1").await;
+    let primary = d.topology.primary_port().expect("a primary");
+    let a = d.coordinator.api().create_ok("lines:2; ok", 2).await;
+    finishes_intact(&d, primary, &[a]).await;
+    for line in d.coordinator.process.logs() {
+        assert!(
+            !line.contains("data-pw") && !line.contains("sentinel-pw"),
+            "{line}"
+        );
+    }
 }

@@ -12,6 +12,8 @@ pub const MASTER: &str = "swarmq";
 
 struct SentinelProcess {
     port: u16,
+    /// Its own `requirepass`.
+    password: Option<String>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -28,18 +30,37 @@ pub struct SentinelTopology {
     /// them (ask [`SentinelTopology::primary_port`]).
     pub nodes: Vec<RedisServer>,
     sentinels: Vec<SentinelProcess>,
+    /// The data nodes' password, if any.
+    password: Option<String>,
 }
 
 impl SentinelTopology {
     /// A primary, `replicas` replicas and three Sentinels that know them all (each Sentinel has
     /// seen the replicas and the two other Sentinels, so a failover can start at once).
     pub async fn start(replicas: usize) -> Self {
-        let primary = RedisServer::start_node(None);
+        Self::start_with_auth(replicas, None, None).await
+    }
+
+    /// `start`, with AUTH on the data nodes (`password`) and on the Sentinels themselves.
+    pub async fn start_with_auth(
+        replicas: usize,
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> Self {
+        let primary = RedisServer::start_node_with_password(None, password);
         let port = primary.port();
         let mut nodes = vec![primary];
-        nodes.extend((0..replicas).map(|_| RedisServer::start_node(Some(port))));
-        let sentinels = (0..3).map(|_| start_sentinel(port)).collect();
-        let topology = Self { nodes, sentinels };
+        nodes.extend(
+            (0..replicas).map(|_| RedisServer::start_node_with_password(Some(port), password)),
+        );
+        let sentinels = (0..3)
+            .map(|_| start_sentinel(port, password, sentinel_password))
+            .collect();
+        let topology = Self {
+            nodes,
+            sentinels,
+            password: password.map(str::to_owned),
+        };
         topology.wait_known(replicas).await;
         topology
     }
@@ -52,12 +73,13 @@ impl SentinelTopology {
 
     /// The target a [`swarmq_shared::Store`] follows this deployment's primary by.
     pub fn target(&self) -> swarmq_shared::store::RedisTarget {
+        let sentinel_password = self.sentinels[0].password.as_deref();
         swarmq_shared::store::RedisTarget::parse(
             "redis://127.0.0.1",
             &self.sentinels(),
             Some(MASTER),
-            None,
-            None,
+            sentinel_password,
+            self.password.as_deref(),
         )
         .expect("sentinel target")
     }
@@ -74,16 +96,23 @@ impl SentinelTopology {
 
     /// The settings that point a daemon at this deployment.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("REDIS_SENTINELS".into(), self.sentinels()),
             ("REDIS_SENTINEL_MASTER".into(), MASTER.into()),
-        ]
+        ];
+        if let Some(p) = &self.password {
+            env.push(("REDIS_PASSWORD".into(), p.clone()));
+        }
+        if let Some(p) = &self.sentinels[0].password {
+            env.push(("REDIS_SENTINEL_PASSWORD".into(), p.clone()));
+        }
+        env
     }
 
     /// The primary's port as the first Sentinel that answers tells it.
     pub fn primary_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|s| {
-            let out = sentinel_cli(s.port, &["SENTINEL", "get-master-addr-by-name", MASTER])?;
+            let out = sentinel_cli(s, &["SENTINEL", "get-master-addr-by-name", MASTER])?;
             out.lines().nth(1)?.trim().parse().ok()
         })
     }
@@ -150,7 +179,7 @@ impl SentinelTopology {
                 .iter()
                 .all(|s| {
                     let count = |what: &str| {
-                        sentinel_cli(s.port, &["SENTINEL", what, MASTER])
+                        sentinel_cli(s, &["SENTINEL", what, MASTER])
                             .map(|o| o.lines().filter(|l| *l == "name").count())
                             .unwrap_or(0)
                     };
@@ -162,10 +191,14 @@ impl SentinelTopology {
     }
 }
 
-fn start_sentinel(primary: u16) -> SentinelProcess {
+fn start_sentinel(
+    primary: u16,
+    password: Option<&str>,
+    sentinel_password: Option<&str>,
+) -> SentinelProcess {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let conf = format!(
+    let mut conf = format!(
         "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
          sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
          sentinel down-after-milliseconds {MASTER} 1000\n\
@@ -173,6 +206,13 @@ fn start_sentinel(primary: u16) -> SentinelProcess {
          sentinel parallel-syncs {MASTER} 2\n",
         dir = dir.path().display()
     );
+    if let Some(p) = password {
+        conf.push_str(&format!("sentinel auth-pass {MASTER} {p}\n"));
+    }
+    if let Some(p) = sentinel_password {
+        // The Sentinels authenticate to each other with it too.
+        conf.push_str(&format!("requirepass {p}\nsentinel sentinel-pass {p}\n"));
+    }
     let path = dir.path().join("sentinel.conf");
     std::fs::write(&path, conf).expect("sentinel.conf");
     let child = Command::new("redis-server")
@@ -183,9 +223,14 @@ fn start_sentinel(primary: u16) -> SentinelProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server --sentinel");
-    let sentinel = SentinelProcess { port, child, dir };
+    let sentinel = SentinelProcess {
+        port,
+        password: sentinel_password.map(str::to_owned),
+        child,
+        dir,
+    };
     for _ in 0..500 {
-        if sentinel_cli(port, &["PING"]).is_some_and(|r| r.trim() == "PONG") {
+        if sentinel_cli(&sentinel, &["PING"]).is_some_and(|r| r.trim() == "PONG") {
             return sentinel;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -193,12 +238,13 @@ fn start_sentinel(primary: u16) -> SentinelProcess {
     panic!("sentinel on port {port} did not come up");
 }
 
-fn sentinel_cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .ok()?;
+fn sentinel_cli(s: &SentinelProcess, args: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-p", &s.port.to_string()]);
+    if let Some(p) = &s.password {
+        cmd.args(["--no-auth-warning", "-a", p]);
+    }
+    let out = cmd.args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
 }
