@@ -5,12 +5,13 @@
 //! again. The failing command itself fails (unavailable: the API answers 503, the runner retries).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, watch};
 
-use super::target::Target;
+use super::target::{Target, no_primary_error as unavailable};
 use super::{Result, StoreError};
 
 #[derive(Clone)]
@@ -47,6 +48,19 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How long after a failed attempt to find the primary further commands fail at once instead
+/// of each trying again in turn (commands queue on the lock meanwhile: without this, the
+/// hundredth would wait a hundred attempts).
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+#[derive(Default)]
+struct Live {
+    /// The connection and its number (so a late error drops only the one it came from).
+    conn: Option<(u64, MultiplexedConnection)>,
+    /// When the last attempt to connect failed, and why.
+    failed: Option<(Instant, String)>,
+}
+
 /// The command connection of a Sentinel deployment (see the module doc). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Followed(Arc<Inner>);
@@ -55,7 +69,7 @@ struct Inner {
     target: Arc<Target>,
     config: AsyncConnectionConfig,
     /// The live connection and its number (so a late error drops only the one it came from).
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    current: Mutex<Live>,
     /// The primary's address, announced whenever a new connection lands on another node:
     /// pub/sub users reconnect on it (a frozen-then-demoted primary never closes their socket).
     primary: watch::Sender<String>,
@@ -67,7 +81,7 @@ impl Followed {
         Self(Arc::new(Inner {
             target,
             config,
-            current: Mutex::new(None),
+            current: Mutex::new(Live::default()),
             primary,
         }))
     }
@@ -97,21 +111,25 @@ impl Followed {
 
     /// The live connection, or a new one to the primary the Sentinels name now.
     async fn get(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
-        let mut current = self.0.current.lock().await;
-        if let Some((n, conn)) = current.as_ref() {
+        let mut live = self.0.current.lock().await;
+        if let Some((n, conn)) = live.conn.as_ref() {
             return Ok((*n, conn.clone()));
         }
-        let (conn, addr) = self
-            .0
-            .target
-            .connect(&self.0.config)
-            .await
-            .map_err(|e| match e {
-                StoreError::Redis(e) => e,
-                other => {
-                    redis::RedisError::from((redis::ErrorKind::Io, "connect", other.to_string()))
-                }
-            })?;
+        if let Some((at, why)) = &live.failed
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(unavailable(why.clone()));
+        }
+        let (conn, addr) = match self.0.target.connect(&self.0.config).await {
+            Ok(found) => found,
+            Err(e) => {
+                live.failed = Some((Instant::now(), e.to_string()));
+                return Err(match e {
+                    StoreError::Redis(e) => e,
+                    other => unavailable(other.to_string()),
+                });
+            }
+        };
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The first primary found is no move: only later changes are announced.
         self.0.primary.send_if_modified(|old| {
@@ -122,7 +140,10 @@ impl Followed {
             *old = addr;
             moved
         });
-        *current = Some((n, conn.clone()));
+        *live = Live {
+            conn: Some((n, conn.clone())),
+            failed: None,
+        };
         Ok((n, conn))
     }
 
@@ -131,10 +152,10 @@ impl Followed {
         if let Err(e) = &reply
             && StoreError::Redis(e.clone()).is_unavailable()
         {
-            let mut current = self.0.current.lock().await;
-            if current.as_ref().is_some_and(|(live, _)| *live == n) {
+            let mut live = self.0.current.lock().await;
+            if live.conn.as_ref().is_some_and(|(current, _)| *current == n) {
                 tracing::warn!(error = %e, "redis: dropping the primary connection, will re-resolve");
-                *current = None;
+                live.conn = None;
             }
         }
         reply

@@ -205,11 +205,16 @@ async fn check_role(conn: &mut redis::aio::MultiplexedConnection) -> Result<()> 
 /// The error of "no primary known right now": unavailable (503, retried), like a refused
 /// connection.
 pub(crate) fn no_primary(why: &str) -> StoreError {
-    StoreError::Redis(redis::RedisError::from((
+    StoreError::Redis(no_primary_error(why.to_owned()))
+}
+
+/// [`no_primary`] as the error of a command.
+pub(crate) fn no_primary_error(why: String) -> redis::RedisError {
+    redis::RedisError::from((
         redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown),
         "no Redis primary",
-        why.to_owned(),
-    )))
+        why,
+    ))
 }
 
 fn sentinel_client(s: &SentinelTarget) -> Result<SentinelClient> {
