@@ -54,9 +54,10 @@ impl RedisTarget {
         password: Option<&str>,
     ) -> std::result::Result<Self, String> {
         let redacted = crate::telemetry::redact_url(url);
-        let info = url
-            .into_connection_info()
-            .map_err(|e| format!("invalid REDIS_URL {redacted}: {}", e.category()))?;
+        let info = url.into_connection_info().map_err(|e| match e.detail() {
+            Some(detail) => format!("invalid REDIS_URL {redacted}: {} ({detail})", e.category()),
+            None => format!("invalid REDIS_URL {redacted}: {}", e.category()),
+        })?;
         let sentinels = parse_sentinels(sentinels)?;
         if sentinels.is_empty() {
             if password.is_some() {
