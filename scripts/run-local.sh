@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts a whole local swarmq cluster and runs a demo session in the terminal:
+# Starts a whole local swarmq cluster and runs a demo session in the terminal (and prints the
+# dashboard's URL and the demo session's page):
 # a private redis-server (unless REDIS_URL is set), one coordinator, two runners running the
 # real workers/worker.py. No API key needed: without ANTHROPIC_API_KEY the planner and the
 # worker run offline (and say so). Ctrl-C stops everything this script started.
@@ -89,14 +90,17 @@ if [ $ready -ne 1 ]; then
   exit 1
 fi
 echo "== coordinator at $SWARMQ_URL, 2 runners (logs in $workdir)"
+echo "== dashboard: $SWARMQ_URL/  (cluster: $SWARMQ_URL/cluster)"
 echo "== demo session: $prompt"
 status=0
-"$bin/swarmq" submit "$prompt" --agents "$agents" --watch || status=$?
+id=$("$bin/swarmq" submit "$prompt" --agents "$agents")
+echo "== watch it in a browser: $SWARMQ_URL/sessions/$id"
+"$bin/swarmq" watch "$id" || status=$?
 "$bin/swarmq" stats || true
 if [ $once -eq 1 ]; then
   exit $status
 fi
 echo
-echo "== the cluster keeps running: try  SWARMQ_URL=$SWARMQ_URL $bin/swarmq submit \"your prompt\" --agents 2 --watch"
+echo "== the cluster keeps running: open $SWARMQ_URL/ or try  SWARMQ_URL=$SWARMQ_URL $bin/swarmq submit \"your prompt\" --agents 2 --watch"
 echo "== Ctrl-C stops it"
 wait

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (the Python
 # requirements, the npm Socket.IO client), builds the binaries, then runs the Rust unit and
-# integration tests (private redis-servers, real processes, real clients) and pytest.
+# integration tests (private redis-servers, real processes, real clients, headless Chromium for
+# the dashboard — installed with apt-get when missing) and pytest.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # only Rust tests whose name contains NAME (no pytest)
@@ -20,6 +21,14 @@ echo "== installing test dependencies (.venv, tests/clients/node_modules)"
 . scripts/python-env.sh
 ensure_python_env tests/requirements.txt
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+# The dashboard's browser tests drive Debian's Chromium (coordinator/tests/dashboard.rs).
+if [ ! -x "${SWARMQ_CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "== installing chromium (apt-get) for the dashboard's browser tests"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 
 filter=()
 if [ "${1:-}" = "--" ] && [ -n "${2:-}" ]; then filter=("$2"); fi

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from typing import Any, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -282,7 +283,12 @@ def run_online(e: sw.WorkerEnv) -> None:
     sdk_log.addHandler(reporter)
     sdk_log.propagate = False
 
-    client = anthropic.Anthropic(api_key=os.environ["ANTHROPIC_API_KEY"].strip(), max_retries=2, timeout=timeout)
+    client = anthropic.Anthropic(
+        api_key=os.environ["ANTHROPIC_API_KEY"].strip(),
+        max_retries=2,
+        timeout=timeout,
+        http_client=anthropic.DefaultHttpxClient(verify=tls_context()),
+    )
     try:
         for task in sw.tasks():
             reporter.retries = 0
@@ -302,6 +308,90 @@ def run_online(e: sw.WorkerEnv) -> None:
 
 
 # --------------------------------------------------------------------------
+
+
+#: The TLS settings of this process's client (what the SDK would build: the system's CA store,
+#: SSL_CERT_FILE/SSL_CERT_DIR honoured). Built once per process; in a preloaded worker server
+#: before the fork, so every agent shares it (loading the CA bundle is ~70 ms of CPU).
+_tls: Any = None
+
+
+def http_library() -> Any:
+    """The SDK's HTTP library: httpx2 in the anthropic 1.x line we pin, httpx before it."""
+    try:
+        import httpx2
+
+        return httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
+
+
+def tls_context() -> Any:
+    global _tls
+    if _tls is None:
+        _tls = http_library().create_ssl_context()
+    return _tls
+
+
+#: A short streamed answer, as the Messages API sends it, for the preload warm-up.
+_WARM_STREAM = [
+    ("message_start", {"type": "message_start", "message": {
+        "id": "msg_warm", "type": "message", "role": "assistant", "model": DEFAULT_MODEL,
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+    ("content_block_start", {"type": "content_block_start", "index": 0,
+                             "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "thinking_delta", "thinking": "warm"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "signature_delta", "signature": "warm"}}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ("content_block_start", {"type": "content_block_start", "index": 1,
+                             "content_block": {"type": "text", "text": ""}}),
+    ("ping", {"type": "ping"}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                             "delta": {"type": "text_delta", "text": "warm"}}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": 2}}),
+    ("message_stop", {"type": "message_stop"}),
+]
+
+
+def preload() -> None:
+    """Warm-up for the preloaded worker server (SWARMQ_PRELOAD_MODULES=...,worker:preload).
+
+    Runs one streamed call of this worker's own kind through the SDK against an in-memory
+    transport (httpx.MockTransport: no socket, no connection, nothing left open), so that the
+    SDK's lazily imported transport modules and the response types it builds on first use
+    (pydantic schemas: most of a first call's CPU) are ready before the fork.
+    """
+    import json
+
+    import anthropic
+
+    httpx = http_library()
+    # The real transport's modules (imported lazily by the first client) and the TLS context.
+    anthropic.DefaultHttpxClient(verify=tls_context()).close()
+    body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in _WARM_STREAM)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=body)
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http:
+        client = anthropic.Anthropic(api_key="preload-only", http_client=http, max_retries=0)
+        task = sw.Task(task_id="warm", description="warm")
+        e = sw.WorkerEnv("warm", "warm", "warm", "warm", None, None, None)
+        out = sw._out if hasattr(sw, "_out") else None  # noqa: SLF001 - restored below
+        sw.set_output(open(os.devnull, "wb"))  # noqa: SIM115 - closed with the process
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. the model's deprecation: the agents warn
+                run_task(client, task, e, DEFAULT_MODEL, 16, 0)
+        finally:
+            sw._out = out  # noqa: SLF001 - the child sets up its own stdout on first use
 
 
 def main() -> int:

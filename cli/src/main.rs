@@ -6,6 +6,25 @@
 //! - [`live`]: a minimal Socket.IO v5 client (Engine.IO v4 over a websocket) that joins a
 //!   session with `since` and re-joins after a reconnect, so no event is missed;
 //! - [`progress`]: the live terminal view (progress bar, each agent's latest action).
+//!
+//! Everything printed may hold text from prompts, results and events: `println!` and
+//! `eprintln!` are shadowed below so that no control character or bidirectional override
+//! reaches the terminal raw (they show as `\u001B`, which is also a valid JSON escape).
+
+/// `std::println!`, with unsafe characters escaped (see `swarmq_shared::text`).
+macro_rules! println {
+    () => { std::println!() };
+    ($($arg:tt)*) => {
+        std::println!("{}", swarmq_shared::text::escape_for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `std::eprintln!`, with unsafe characters escaped.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        std::eprintln!("{}", swarmq_shared::text::escape_for_terminal(&format!($($arg)*)))
+    };
+}
 
 mod api;
 mod live;

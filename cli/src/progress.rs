@@ -312,7 +312,7 @@ impl View {
             let _ = write!(out, "\x1b[{}A\x1b[J", self.drawn);
         }
         for l in &lines {
-            let _ = writeln!(out, "{l}");
+            let _ = writeln!(out, "{}", swarmq_shared::text::escape_for_terminal(l));
         }
         let _ = out.flush();
         self.drawn = lines.len();

@@ -76,7 +76,9 @@ async fn fail_abandoned_decompositions(store: &Store) -> Result<(), StoreError> 
 }
 
 async fn sample_gauges(store: &Store, with_pending: bool) -> Result<(), StoreError> {
-    metrics::gauge!("swarmq_ready_queue_depth").set(store.ready_depth().await? as f64);
+    let ready = store.ready_depth().await?;
+    metrics::gauge!("swarmq_ready_queue_depth").set(ready as f64);
+    store.sample_ready(now_ms(), ready).await?;
     let runners = store.runner_totals().await?;
     metrics::gauge!("swarmq_runners_live").set(runners.live as f64);
     metrics::gauge!("swarmq_runner_slots_total").set(runners.slots as f64);

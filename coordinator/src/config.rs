@@ -27,9 +27,16 @@ pub struct Config {
     #[command(flatten)]
     pub common: CommonSettings,
 
-    /// Address to listen on.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    /// Address to listen on. Default: 0.0.0.0 with SWARMQ_API_TOKEN set, 127.0.0.1 without; a
+    /// non-loopback address without a token is refused unless SWARMQ_ALLOW_INSECURE is set.
+    #[arg(long, env = "HOST")]
+    pub host: Option<IpAddr>,
+
+    /// Serve an open API (no SWARMQ_API_TOKEN) on a non-loopback HOST. Anyone who can reach it
+    /// can create sessions (spending the Anthropic key), read prompts and cancel work.
+    #[arg(long, env = "SWARMQ_ALLOW_INSECURE", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_insecure: bool,
 
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
@@ -89,19 +96,56 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
-    /// Allowed CORS origins, comma-separated (e.g. https://app.example.com), or * for any.
-    #[arg(long, env = "SWARMQ_CORS_ORIGINS", default_value = "*")]
-    pub cors_origins: String,
+    /// Browser origins allowed besides the coordinator's own, comma-separated
+    /// (e.g. https://app.example.com), or * for any. Unset: same-origin only. Requests from
+    /// other origins (API, Socket.IO handshake and websocket upgrade) are refused with 403.
+    #[arg(long, env = "SWARMQ_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
 
     /// Session creations allowed per client IP per minute on this coordinator (0 = unlimited);
     /// beyond it POST /api/sessions answers 429 with retry-after.
     #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN", default_value_t = 120)]
     pub create_rate_per_min: u32,
 
-    /// Take the client IP for the rate limit from X-Forwarded-For (only behind a trusted proxy).
-    #[arg(long, env = "SWARMQ_TRUST_FORWARDED_FOR", default_value = "false",
+    /// Proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated
+    /// (e.g. 127.0.0.1,10.0.0.0/8). From them the client is the last untrusted hop; they are
+    /// exempt from the per-address connection cap. Unset: the peer address is the client.
+    #[arg(long, env = "SWARMQ_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Replaced by SWARMQ_TRUSTED_PROXIES (setting it true without a proxy list is an error).
+    #[arg(long, env = "SWARMQ_TRUST_FORWARDED_FOR", default_value = "false", hide = true,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
+
+    /// Open connections at most (websockets included); more get a 503 and are closed. Lowered
+    /// at start to what the open-file limit leaves room for.
+    #[arg(long, env = "SWARMQ_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Open connections per client address (IPv4 address or IPv6 /64) at most; trusted proxies
+    /// are exempt. 0 = no per-address cap.
+    #[arg(long, env = "SWARMQ_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "SWARMQ_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
+
+    /// After SIGTERM: seconds in-flight requests (a POST /api/sessions may be decomposing for up
+    /// to SWARMQ_DECOMPOSE_TIMEOUT_SECS) get to finish before the coordinator stops anyway.
+    /// Idle connections close at once. Whatever stops it must wait longer.
+    #[arg(long, env = "SWARMQ_SHUTDOWN_GRACE_SECS", default_value_t = 130,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+
+    /// Seconds a request body may send nothing before the request is dropped.
+    #[arg(long, env = "SWARMQ_IDLE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
 
     /// Finished sessions' keys expire after this many seconds (0 = keep forever); the sessions
     /// index drops them as they go.
@@ -163,6 +207,28 @@ impl Config {
             },
             decompose_timeout: self.decompose_timeout(),
             retention: Duration::from_secs(self.retention_secs),
+        }
+    }
+
+    pub fn conn_limits(&self) -> crate::listener::ConnLimits {
+        crate::listener::ConnLimits {
+            max_connections: crate::listener::fit_to_open_file_limit(self.max_connections as usize),
+            max_per_ip: self.max_connections_per_ip as usize,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+        }
+    }
+
+    /// Where to listen, from HOST and whether the API has a token: an open API stays on
+    /// loopback unless SWARMQ_ALLOW_INSECURE says otherwise.
+    pub fn listen_host(&self) -> Result<IpAddr, String> {
+        let secured = crate::token::Token::from_setting(self.api_token.as_deref()).is_some();
+        match self.host {
+            None if secured => Ok(IpAddr::from([0, 0, 0, 0])),
+            None => Ok(IpAddr::from([127, 0, 0, 1])),
+            Some(host) if secured || host.is_loopback() || self.allow_insecure => Ok(host),
+            Some(host) => Err(format!(
+                "refusing to listen on {host} without SWARMQ_API_TOKEN: anyone who can reach it could create sessions (spending your Anthropic key), read prompts and cancel work; set SWARMQ_API_TOKEN, or HOST=127.0.0.1, or SWARMQ_ALLOW_INSECURE=true"
+            )),
         }
     }
 

@@ -17,10 +17,14 @@
 //! serves until the shutdown token fires, so tests start the real thing in-process.
 
 pub mod background;
+pub mod client_addr;
+pub mod client_log;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod listener;
 pub mod memory;
+pub mod origin;
 pub mod planner;
 pub mod ratelimit;
 pub mod realtime;
@@ -31,28 +35,27 @@ pub mod token;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use std::future::IntoFuture;
-
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::CorsLayer;
 
 pub use config::Config;
 
+use crate::client_addr::TrustedProxies;
 use crate::config::PlannerKind;
+use crate::listener::Gate;
+use crate::origin::OriginPolicy;
 use crate::planner::{AnthropicPlanner, Planner};
 use crate::realtime::{Engine, Relay};
 use crate::sessions::SessionService;
 use crate::state::AppState;
 use crate::token::Token;
 
-/// How long open connections may take to close after a shutdown signal.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    gate: Arc<Gate>,
+    shutdown_grace: std::time::Duration,
     sockets: Arc<Engine>,
     state: AppState,
     background: CancellationToken,
@@ -62,6 +65,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = config.common.store().map_err(anyhow::Error::msg)?;
         let planner = planner(&config)?;
+        let host = config.listen_host().map_err(anyhow::Error::msg)?;
+        let proxies = trusted_proxies(&config)?;
         let background = CancellationToken::new();
         let socket_limits = config.socket_limits();
         let relay = Relay::start(store.clone(), socket_limits, background.child_token());
@@ -69,6 +74,7 @@ impl Application {
             api: Token::from_setting(config.api_token.as_deref()),
             metrics: Token::from_setting(config.metrics_token.as_deref()),
         };
+        let secured = tokens.api.is_some();
         let (socket_routes, sockets) =
             realtime::routes(relay.clone(), tokens.api.clone(), socket_limits);
         let state = AppState {
@@ -76,25 +82,29 @@ impl Application {
             store,
             relay,
             create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies: Arc::new(proxies.clone()),
             metrics: swarmq_shared::metrics::install(),
         };
-        let router = http::router(state.clone(), tokens)
-            .merge(socket_routes)
-            .layer(cors(&config.cors_origins)?);
-        let listener = TcpListener::bind((config.host, config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            redis = %config.common.redis_description(),
-            prefix = %config.common.prefix,
-            planner = %state.sessions.planner().describe(),
-            "coordinator ready"
+        let origins = OriginPolicy::parse(
+            config.cors_origins.as_deref(),
+            !secured && host.is_loopback(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let router = guarded(
+            http::router(state.clone(), tokens).merge(socket_routes),
+            origins,
+            config.idle_timeout_secs,
         );
+        let listener = TcpListener::bind((host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {host}:{}", config.port))?;
+        let gate = Gate::new(config.conn_limits(), proxies);
+        announce(&config, &listener, &state, secured)?;
         Ok(Self {
             listener,
             router,
+            gate,
+            shutdown_grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
             sockets,
             state,
             background,
@@ -130,27 +140,16 @@ impl Application {
             // Open websockets would otherwise hold the graceful shutdown forever.
             sockets.close_all();
         });
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
-        // A connection that never finishes closing must not keep a stopped coordinator alive:
-        // after the shutdown signal, connections get SHUTDOWN_GRACE to end.
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let result = tokio::select! {
-            r = server => r.context("http server failed"),
-            _ = deadline => {
-                tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace period; stopping anyway");
-                Ok(())
-            }
-        };
+        listener::serve(
+            self.listener,
+            self.router,
+            self.gate,
+            shutdown,
+            self.shutdown_grace,
+        )
+        .await;
         background.cancel();
-        result
+        Ok(())
     }
 }
 
@@ -180,27 +179,55 @@ fn planner(config: &Config) -> anyhow::Result<Planner> {
     Ok(planner)
 }
 
-/// `*` allows any origin; otherwise only the listed ones (comma-separated).
-fn cors(origins: &str) -> anyhow::Result<CorsLayer> {
-    let origins = origins.trim();
-    if origins == "*" {
-        return Ok(CorsLayer::permissive());
-    }
-    let list = origins
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|o| {
-            o.parse::<axum::http::HeaderValue>()
-                .with_context(|| format!("SWARMQ_CORS_ORIGINS: {o:?} is not a valid origin"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+/// The layers every route gets, outermost first: CORS, the origin guard, the request-body
+/// idle timeout.
+fn guarded(router: axum::Router, origins: OriginPolicy, idle_secs: u64) -> axum::Router {
+    let cors = origins.cors();
+    router
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(idle_secs),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(origins),
+            origin::guard,
+        ))
+        .layer(cors)
+}
+
+fn trusted_proxies(config: &Config) -> anyhow::Result<TrustedProxies> {
+    let proxies = TrustedProxies::parse(&config.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("SWARMQ_TRUSTED_PROXIES: {e}"))?;
     anyhow::ensure!(
-        !list.is_empty(),
-        "SWARMQ_CORS_ORIGINS is empty (use * to allow any origin)"
+        !config.trust_forwarded_for || !proxies.is_empty(),
+        "SWARMQ_TRUST_FORWARDED_FOR is replaced by SWARMQ_TRUSTED_PROXIES: list the addresses of the proxies whose X-Forwarded-For to believe"
     );
-    Ok(CorsLayer::new()
-        .allow_origin(list)
-        .allow_methods(tower_http::cors::Any)
-        .allow_headers(tower_http::cors::Any))
+    Ok(proxies)
+}
+
+/// The start-up lines: where it listens, and loudly when the API is open.
+fn announce(
+    config: &Config,
+    listener: &TcpListener,
+    state: &AppState,
+    secured: bool,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    if !secured && addr.ip().is_loopback() {
+        tracing::warn!(
+            "no SWARMQ_API_TOKEN: the API is open, so it listens on loopback only ({addr}); set SWARMQ_API_TOKEN to serve other hosts"
+        );
+    } else if !secured {
+        tracing::warn!(
+            "INSECURE: no SWARMQ_API_TOKEN and SWARMQ_ALLOW_INSECURE is set: anyone who can reach {addr} can use the API"
+        );
+    }
+    tracing::info!(
+        addr = %addr,
+        redis = %config.common.redis_description(),
+        prefix = %config.common.prefix,
+        planner = %state.sessions.planner().describe(),
+        api_token = if secured { "set" } else { "unset" },
+        "coordinator ready"
+    );
+    Ok(())
 }

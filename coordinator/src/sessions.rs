@@ -66,6 +66,7 @@ impl NewSession {
         if prompt.trim().is_empty() {
             return invalid("prompt must not be empty".into());
         }
+        swarmq_shared::text::check("prompt", prompt).map_err(InvalidRequest)?;
         let chars = prompt.chars().count();
         if chars > limits.max_prompt_chars {
             return invalid(format!(
@@ -308,6 +309,18 @@ mod tests {
             (
                 json!({"prompt": "x".repeat(11), "agentCount": 1}),
                 "prompt is too long",
+            ),
+            (
+                json!({"prompt": "a\u{0}b", "agentCount": 1}),
+                "prompt contains a NUL (U+0000) at character 1",
+            ),
+            (
+                json!({"prompt": "\u{1b}[2J", "agentCount": 1}),
+                "prompt contains an escape (ESC)",
+            ),
+            (
+                json!({"prompt": "abc\u{202e}gpj.exe", "agentCount": 1}),
+                "bidirectional override (U+202E)",
             ),
             (json!({"prompt": "a"}), "agentCount is required"),
             (

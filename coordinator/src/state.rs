@@ -15,7 +15,7 @@ pub struct AppState {
     pub sessions: SessionService,
     pub relay: Relay,
     pub create_limiter: Arc<RateLimiter>,
-    /// Use X-Forwarded-For as the client address (behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose X-Forwarded-For names the client (see `client_addr`).
+    pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
     pub metrics: PrometheusHandle,
 }

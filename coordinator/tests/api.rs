@@ -226,6 +226,76 @@ async fn sessions_list_newest_first_with_a_cursor() {
     }
 }
 
+fn seqs(page: &Value) -> Vec<u64> {
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_events_page_back_through_history_newest_first() {
+    let redis = RedisServer::start();
+    let coordinator = local_coordinator(&redis).await;
+    let api = coordinator.api();
+    // No runner: five task:created events, seqs 1..=5.
+    let id = api.create_ok("a; b; c; d; e", 1).await;
+    let events = |q: &str| {
+        let (api, path) = (api.clone(), format!("/api/sessions/{id}/events{q}"));
+        async move { api.get(&path).await }
+    };
+    let (status, page) = events("?limit=2").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(seqs(&page), [5, 4]);
+    assert_eq!(page["events"][0]["event"], "task:created");
+    assert_eq!(page["events"][0]["data"]["seq"], 5);
+    assert_eq!(page["truncated"], false);
+    let (_, page) = events("?before=4&limit=10").await;
+    assert_eq!(
+        (seqs(&page), &page["truncated"]),
+        (vec![3, 2, 1], &json!(false))
+    );
+    let (_, page) = events("?before=1").await;
+    assert_eq!((seqs(&page), &page["truncated"]), (vec![], &json!(false)));
+    for bad in ["?before=x", "?limit=0", "?limit=1001"] {
+        let (status, body) = events(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, _) = api
+        .get("/api/sessions/00000000-0000-4000-8000-000000000000/events")
+        .await;
+    assert_eq!(status, 404);
+    // Trimmed below seq 4: the page says so rather than pretending the session began there.
+    let stream = format!("swarmq:{{{id}}}:events");
+    redis
+        .cli(&["XTRIM", &stream, "MINID", "4-0"])
+        .expect("XTRIM");
+    let (_, page) = events("?before=5").await;
+    assert_eq!((seqs(&page), &page["truncated"]), (vec![4], &json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_series_answers_one_point_per_second() {
+    let redis = RedisServer::start();
+    let coordinator = local_coordinator(&redis).await;
+    let api = coordinator.api();
+    let (status, body) = api.get("/api/stats/series?secs=5").await;
+    assert_eq!(status, 200, "{body}");
+    let points = body["points"].as_array().expect("points");
+    assert_eq!(points.len(), 5);
+    let t: Vec<u64> = points.iter().map(|p| p["t"].as_u64().expect("t")).collect();
+    assert!(t.windows(2).all(|w| w[1] == w[0] + 1), "{t:?}");
+    assert!(points.iter().all(|p| p["completed"] == 0), "{body}");
+    let (_, body) = api.get("/api/stats/series").await;
+    assert_eq!(body["points"].as_array().map(Vec::len), Some(300));
+    for bad in ["secs=0", "secs=601", "secs=x"] {
+        let (status, body) = api.get(&format!("/api/stats/series?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_drops_pending_work_and_tells_the_runners() {
     let redis = RedisServer::start();

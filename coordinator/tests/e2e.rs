@@ -2,12 +2,10 @@
 //! three runners running the real worker offline and the fixture worker), a private Redis, and
 //! clients nobody here wrote (npm socket.io-client, python-socketio) plus the swarmq CLI.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use swarmq_testkit::invariants::{check_client_saw_all, check_finished, recorded};
-use swarmq_testkit::procs::binary;
 use swarmq_testkit::{
     CoordinatorProcess, RedisServer, RunnerProcess, Watcher, fixture_worker, python, repo_root,
 };
@@ -15,11 +13,7 @@ use swarmq_testkit::{
 const LIMIT: Duration = Duration::from_secs(90);
 
 fn cli(url: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(binary("swarmq"))
-        .env("SWARMQ_URL", url)
-        .args(args)
-        .output()
-        .expect("run swarmq");
+    let out = swarmq_testkit::procs::swarmq_cli(url, args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

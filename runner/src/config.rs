@@ -29,13 +29,46 @@ pub struct Config {
     )]
     pub worker_cmd: String,
 
+    /// How workers start: `cold` (a fresh process each) or `preload` (forked from one Python
+    /// server per runner that imported the worker's modules once; Python `SCRIPT.py` and
+    /// `-m MODULE` commands only, others start cold).
+    #[arg(long, env = "SWARMQ_WORKER_START", value_enum, default_value = "cold")]
+    pub worker_start: crate::launcher::StartMode,
+
+    /// Modules the preloaded server imports before forking workers (comma-separated;
+    /// `module:function` also calls a warm-up function of it). One that fails is logged and left
+    /// to the worker.
+    #[arg(
+        long,
+        env = "SWARMQ_PRELOAD_MODULES",
+        default_value = "swarmq_worker,anthropic,worker:preload"
+    )]
+    pub preload_modules: String,
+
     /// Working directory of workers (the project root for the default worker).
     #[arg(long, env = "SWARMQ_WORKER_CWD", default_value = ".")]
     pub worker_cwd: PathBuf,
 
-    /// Agents (worker processes) this runner runs at once. Default: the number of CPUs.
+    /// Agents (worker processes) this runner runs at once. Default: the number of CPUs; with
+    /// SWARMQ_WORKER_START=preload, half the available memory at 32 MB per agent (at least the
+    /// CPUs, at most 256).
     #[arg(long, env = "SWARMQ_RUNNER_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: Option<u32>,
+
+    /// CPU priority of workers: their nice value (0–19), so that when workers saturate the
+    /// host's CPU the runner, which relays their lines, still runs first. 0 leaves them at the
+    /// runner's own priority.
+    #[arg(long, env = "SWARMQ_WORKER_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub worker_nice: u8,
+
+    /// Workers that may be starting at once (started, and neither printed a line, went to sleep
+    /// nor exited yet; one second at most each); the others wait their turn, so a burst of
+    /// hundreds of agents does not start hundreds of interpreters at once. Default: 2 × the
+    /// number of CPUs; 0 = no limit.
+    #[arg(long, env = "SWARMQ_WORKER_MAX_STARTING",
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub worker_max_starting: Option<u32>,
 
     /// Longest a worker may spend on one TODO before its process group is killed.
     #[arg(long, env = "SWARMQ_TASK_TIMEOUT_SECS", default_value_t = 900,
@@ -117,6 +150,11 @@ pub struct Config {
     /// (e.g. 0.0.0.0:9090). Unset: no listener.
     #[arg(long, env = "SWARMQ_RUNNER_HTTP")]
     pub runner_http: Option<std::net::SocketAddr>,
+
+    /// Bearer token protecting the runner's /metrics (`Authorization: Bearer …`); /healthz and
+    /// /readyz stay open. Unset: /metrics is open.
+    #[arg(long, env = "SWARMQ_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -126,6 +164,19 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2)
         })
+    }
+
+    /// Workers allowed to be starting at once; `None`: no limit.
+    pub fn max_starting(&self) -> Option<usize> {
+        let n = self
+            .worker_max_starting
+            .map(|n| n as usize)
+            .unwrap_or_else(|| {
+                2 * std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+        (n > 0).then_some(n)
     }
 
     pub fn lease(&self) -> Duration {

@@ -2,13 +2,15 @@
 //! drain signals, the agents being worked (each with the token that aborts it) and the counters.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use swarmq_shared::{AgentJob, RunnerId, SessionId, Store};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::launcher::Preloader;
 use crate::worker::WorkerSpec;
 
 pub struct Ctx {
@@ -23,6 +25,10 @@ pub struct Ctx {
     /// One worker exited after its `complete` instead of reading the next TODO on stdin: this
     /// runner's worker command is one-shot, so every TODO starts a fresh process.
     pub workers_one_shot: AtomicBool,
+    /// Places among the workers starting at once (`SWARMQ_WORKER_MAX_STARTING`); `None`: no limit.
+    pub starting: Option<Arc<Semaphore>>,
+    /// The preloaded worker server (`SWARMQ_WORKER_START=preload`); `None`: cold starts.
+    pub preloader: Option<Preloader>,
     /// Agents this runner is working, each with the token that aborts it.
     active: Mutex<HashMap<AgentJob, CancellationToken>>,
     /// Parent of every agent's token; replaced when this runner learns it was reaped.
@@ -31,8 +37,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(store: Store, config: Config, runner: RunnerId, spec: WorkerSpec) -> Self {
+    pub fn new(
+        store: Store,
+        config: Config,
+        runner: RunnerId,
+        spec: WorkerSpec,
+        preloader: Option<Preloader>,
+    ) -> Self {
         Self {
+            preloader,
+            starting: config.max_starting().map(|n| Arc::new(Semaphore::new(n))),
             store,
             config,
             runner,

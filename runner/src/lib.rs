@@ -8,6 +8,8 @@
 //! - [`agent`]: the agent loop for one claimed job (next TODO, run it, record it, repeat).
 //! - [`task`]: one TODO on the agent's worker: hand it over, relay the worker's lines.
 //! - [`worker`]: worker processes (process group, minimal env, bounded lines, kill).
+//! - [`launcher`]: starting them cold or forked from the preloaded Python server.
+//! - [`memory`]: per-agent memory (PSS) in the metrics; the default slots of preloaded runners.
 //! - [`persist`](mod@persist): retrying a Redis call through a blip.
 //! - [`lease`]: registration and the heartbeat, with the duties on its beat (reaping dead
 //!   runners is `swarmq_shared::reaper`).
@@ -20,7 +22,9 @@ pub mod config;
 pub mod control;
 pub mod ctx;
 pub mod http;
+pub mod launcher;
 pub mod lease;
+pub mod memory;
 pub mod orphans;
 pub mod persist;
 pub mod task;
@@ -42,6 +46,7 @@ pub use config::Config;
 
 use crate::agent::AgentEnd;
 use crate::ctx::Ctx;
+use crate::launcher::{Preloader, StartMode};
 use crate::persist::persist;
 use crate::worker::WorkerSpec;
 
@@ -69,7 +74,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn build(config: Config) -> anyhow::Result<Self> {
+    pub fn build(mut config: Config) -> anyhow::Result<Self> {
         let store = config.common.store().map_err(anyhow::Error::msg)?;
         let cwd = config.worker_cwd.canonicalize().with_context(|| {
             format!(
@@ -77,17 +82,23 @@ impl Runner {
                 config.worker_cwd.display()
             )
         })?;
-        let spec = WorkerSpec::new(
+        let mut spec = WorkerSpec::new(
             &config.worker_cmd,
             cwd,
             worker_env(&config)?,
             config.max_line_bytes as usize,
         )
         .context("SWARMQ_WORKER_CMD is empty")?;
+        spec.nice = config.worker_nice;
         check_program(&spec)?;
+        let preloader = preloader(&config, &spec)?;
+        if preloader.is_some() && config.slots.is_none() {
+            let cpus = config.slots();
+            config.slots = Some(memory::preloaded_slots(cpus) as u32);
+        }
         let runner = RunnerId::generate(&hostname());
         Ok(Self {
-            ctx: Arc::new(Ctx::new(store, config, runner, spec)),
+            ctx: Arc::new(Ctx::new(store, config, runner, spec, preloader)),
         })
     }
 
@@ -104,6 +115,9 @@ impl Runner {
             runner_id = %ctx.runner,
             slots = config.slots(),
             worker = %config.worker_cmd,
+            worker_start = ?config.worker_start,
+            worker_nice = config.worker_nice,
+            max_starting = ?config.max_starting(),
             cwd = %ctx.spec.cwd.display(),
             redis = %config.common.redis_description(),
             "runner starting"
@@ -123,7 +137,16 @@ impl Runner {
             return Ok(());
         }
         tokio::spawn(lease::heartbeat_loop(ctx.clone(), background.clone()));
+        if ctx.preloader.is_some() {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                if let Some(pre) = &ctx.preloader {
+                    pre.ensure_server(&ctx.spec).await;
+                }
+            });
+        }
         tokio::spawn(control::control_loop(ctx.clone(), background.clone()));
+        tokio::spawn(memory::sample_loop(ctx.clone(), background.clone()));
 
         let mut slots = JoinSet::new();
         for n in 0..config.slots() {
@@ -133,6 +156,9 @@ impl Runner {
         tracing::info!(runner_id = %ctx.runner, "runner ready, claiming agent jobs");
         shutdown.cancelled().await;
         drain(&ctx, slots).await;
+        if let Some(pre) = &ctx.preloader {
+            pre.stop().await;
+        }
         background.cancel();
         tracing::info!(runner_id = %ctx.runner, stats = ?ctx.stats, "runner stopped");
         Ok(())
@@ -273,6 +299,23 @@ where
             "could not update the claimed list; the reaper will"
         );
     }
+}
+
+/// The preloaded worker server, when `SWARMQ_WORKER_START=preload` and the command is a Python
+/// script or module; other commands start cold (said once, here).
+fn preloader(config: &Config, spec: &WorkerSpec) -> anyhow::Result<Option<Preloader>> {
+    if config.worker_start != StartMode::Preload {
+        return Ok(None);
+    }
+    let pre = Preloader::new(spec, &config.preload_modules)
+        .context("cannot create the worker server's directory")?;
+    if pre.is_none() {
+        tracing::info!(
+            worker = %config.worker_cmd,
+            "SWARMQ_WORKER_START=preload needs `python SCRIPT.py` or `python -m MODULE`; starting workers cold"
+        );
+    }
+    Ok(pre)
 }
 
 /// PATH, HOME and LANG from the runner, the contract's pass-through values, and the operator's

@@ -94,7 +94,7 @@ impl AgentRun<'_> {
         let mut via_stdin = self.hand_to_running_worker(&task).await;
         let deadline = Instant::now() + self.ctx.config.task_timeout();
         loop {
-            if let Err(end) = self.ensure_worker(&task) {
+            if let Err(end) = self.ensure_worker(&task).await {
                 return end;
             }
             match self.relay_until_done(todo_id, deadline).await {
@@ -145,13 +145,30 @@ impl AgentRun<'_> {
         false
     }
 
-    /// Starts a worker with the task in its environment, unless one is running.
-    fn ensure_worker(&mut self, task: &TaskLine) -> Result<(), TaskEnd> {
+    /// Starts a worker with the task in its environment, unless one is running; first waits for
+    /// a place among the workers starting at once (`SWARMQ_WORKER_MAX_STARTING`).
+    async fn ensure_worker(&mut self, task: &TaskLine) -> Result<(), TaskEnd> {
         if self.worker.is_some() {
             return Ok(());
         }
+        let permit = match self.ctx.starting.clone() {
+            Some(starting) => tokio::select! {
+                permit = starting.acquire_owned() => permit.ok(),
+                _ = self.cancel.cancelled() => return Err(TaskEnd::Cancelled),
+                _ = self.ctx.drain_deadline.cancelled() => return Err(TaskEnd::Drained),
+            },
+            None => None,
+        };
         let spec = &self.ctx.spec;
-        match Worker::spawn(spec, self.job, &task.task_id, &task.description) {
+        let preloader = self.ctx.preloader.as_ref();
+        let started = Worker::spawn(
+            spec,
+            preloader,
+            self.job,
+            (&task.task_id, &task.description),
+            permit,
+        );
+        match started.await {
             Ok(worker) => {
                 tracing::debug!(pid = worker.pid(), "worker started");
                 self.worker = Some(worker);

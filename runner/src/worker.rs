@@ -1,8 +1,9 @@
-//! Worker processes: launched in their own process group with a minimal environment, stdout read
+//! Worker processes: started in their own process group with a minimal environment (cold, or
+//! forked by the preloaded server: [`launcher`](crate::launcher)), stdout read
 //! as bounded lines, stderr kept as a bounded tail, and the whole group killed when we are done.
 //! Nothing a worker does (garbage, floods, huge lines, crashes, hangs) can hurt the runner.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,12 +13,30 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use swarmq_shared::AgentJob;
 use swarmq_shared::protocol::TaskLine;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+
+use crate::launcher::Preloader;
 
 /// Bytes of stderr kept for failure reasons.
 const STDERR_TAIL: usize = 4096;
+/// Pids of the worker processes alive now, for the per-agent memory metric ([`live_pids`]).
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// The worker processes alive now.
+pub fn live_pids() -> Vec<i32> {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// Longest a starting worker holds its start permit (see [`Worker::spawn`]).
+const START_HOLD: Duration = Duration::from_secs(1);
+/// How often a starting worker is checked for having gone to sleep.
+const START_POLL: Duration = Duration::from_millis(20);
 /// Lines buffered between the reader and the agent loop; a full buffer pauses the reader, so a
 /// worker printing faster than Redis records is slowed down rather than buffered without bound.
 const LINE_BUFFER: usize = 1024;
@@ -31,6 +50,8 @@ pub struct WorkerSpec {
     /// PATH, HOME, LANG, SOCKET_URL, E2B_API_KEY, DEDALUS_API_KEY and the pass-through names.
     pub env: Vec<(String, String)>,
     pub max_line_bytes: usize,
+    /// Nice value given to each worker's process group (0: the runner's own priority).
+    pub nice: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +73,7 @@ impl WorkerSpec {
             cwd,
             env: fixed_env,
             max_line_bytes,
+            nice: 0,
         })
     }
 }
@@ -65,56 +87,137 @@ pub enum Output {
 }
 
 pub struct Worker {
-    child: Child,
+    process: Process,
     pid: i32,
-    stdin: Option<ChildStdin>,
+    stdin: Option<Box<dyn AsyncWrite + Send + Sync + Unpin>>,
     lines: mpsc::Receiver<Output>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     status: Option<ExitStatus>,
 }
 
+/// The worker process, however it was started.
+enum Process {
+    /// Our own child.
+    Cold(Child),
+    /// Forked by the preloaded server, which reports its exit status.
+    Forked {
+        exit: watch::Receiver<Option<ExitStatus>>,
+    },
+}
+
+impl Process {
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        match self {
+            Self::Cold(child) => child.try_wait(),
+            Self::Forked { exit } => Ok(*exit.borrow()),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Self::Cold(child) => child.wait().await,
+            Self::Forked { exit } => match exit.wait_for(Option::is_some).await {
+                Ok(status) => Ok(status.unwrap_or_default()),
+                Err(_) => Err(std::io::Error::other("exit status lost")),
+            },
+        }
+    }
+}
+
+/// The environment of a worker for `job`'s task: the fixed part and the contract's four.
+pub fn contract_env(
+    spec: &WorkerSpec,
+    job: AgentJob,
+    task_id: &str,
+    description: &str,
+) -> Vec<(String, String)> {
+    let mut env = spec.env.clone();
+    env.push(("SESSION_ID".into(), job.session_id.to_string()));
+    env.push(("AGENT_ID".into(), job.agent_id.to_string()));
+    env.push(("TASK_ID".into(), task_id.to_owned()));
+    env.push(("TASK_DESCRIPTION".into(), description.to_owned()));
+    env
+}
+
 impl Worker {
-    /// Starts the worker for `job` with its first task in the environment.
-    pub fn spawn(
+    /// Starts the worker for `job` with its first task in the environment: forked by the
+    /// preloaded server when there is one that can, else cold. `permit`, if any, is a place
+    /// among the workers starting at once: it is given back when the worker's start-up burst of
+    /// CPU is over — at its first stdout output, when it goes to sleep (waiting on the network,
+    /// a timer, its stdin), when it exits — or after [`START_HOLD`], whichever comes first.
+    pub async fn spawn(
         spec: &WorkerSpec,
+        preloader: Option<&Preloader>,
         job: AgentJob,
-        task_id: &str,
-        description: &str,
+        task: (&str, &str),
+        permit: Option<OwnedSemaphorePermit>,
     ) -> std::io::Result<Self> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
+        let env = contract_env(spec, job, task.0, task.1);
+        if let Some(pre) = preloader
+            && let Some(forked) = pre.spawn(spec, &env).await
+        {
+            let process = Process::Forked { exit: forked.exit };
+            let stdin = Box::new(forked.stdin);
+            let io = (forked.stdout, forked.stderr);
+            return Ok(Self::assemble(
+                process, forked.pid, stdin, io, spec, job, permit,
+            ));
+        }
+        let mut child = Command::new(&spec.program)
+            .args(&spec.args)
             .current_dir(&spec.cwd)
             .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("SESSION_ID", job.session_id.to_string())
-            .env("AGENT_ID", job.agent_id.to_string())
-            .env("TASK_ID", task_id)
-            .env("TASK_DESCRIPTION", description)
+            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
+            .kill_on_drop(true)
+            .spawn()?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let (tx, lines) = mpsc::channel(LINE_BUFFER);
-        if let Some(stdout) = stdout {
-            tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes));
-        }
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-        if let Some(stderr) = stderr {
-            tokio::spawn(keep_tail(stderr, tail.clone(), job));
-        }
-        Ok(Self {
-            stdin: child.stdin.take(),
-            child,
+        let missing = || std::io::Error::other("worker pipes missing");
+        let stdin = Box::new(child.stdin.take().ok_or_else(missing)?);
+        let io = (
+            child.stdout.take().ok_or_else(missing)?,
+            child.stderr.take().ok_or_else(missing)?,
+        );
+        Ok(Self::assemble(
+            Process::Cold(child),
             pid,
+            stdin,
+            io,
+            spec,
+            job,
+            permit,
+        ))
+    }
+
+    fn assemble(
+        process: Process,
+        pid: i32,
+        stdin: Box<dyn AsyncWrite + Send + Sync + Unpin>,
+        (stdout, stderr): (
+            impl AsyncRead + Send + Unpin + 'static,
+            impl AsyncRead + Send + Unpin + 'static,
+        ),
+        spec: &WorkerSpec,
+        job: AgentJob,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        lower_priority(pid, spec.nice);
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+        let (tx, lines) = mpsc::channel(LINE_BUFFER);
+        tokio::spawn(read_lines(stdout, tx, spec.max_line_bytes, (pid, permit)));
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        tokio::spawn(keep_tail(stderr, tail.clone(), job));
+        Self {
+            process,
+            pid,
+            stdin: Some(stdin),
             lines,
             stderr: tail,
             status: None,
-        })
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -148,7 +251,7 @@ impl Worker {
         if self.status.is_some() {
             return true;
         }
-        match self.child.try_wait() {
+        match self.process.try_wait() {
             Ok(Some(status)) => {
                 self.status = Some(status);
                 record_exit(if status.success() { "ok" } else { "failed" });
@@ -164,7 +267,7 @@ impl Worker {
         if let Some(status) = self.status {
             return status;
         }
-        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+        let status = match tokio::time::timeout(limit, self.process.wait()).await {
             Ok(Ok(status)) => status,
             _ => return self.kill().await,
         };
@@ -189,11 +292,11 @@ impl Worker {
         }
         self.stdin.take();
         self.signal_group(Signal::SIGTERM);
-        let status = match tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await {
+        let status = match tokio::time::timeout(Duration::from_secs(1), self.process.wait()).await {
             Ok(Ok(status)) => status,
             _ => {
                 self.signal_group(Signal::SIGKILL);
-                match self.child.wait().await {
+                match self.process.wait().await {
                     Ok(status) => status,
                     Err(_) => std::os::unix::process::ExitStatusExt::from_raw(9),
                 }
@@ -223,13 +326,60 @@ impl Worker {
     }
 }
 
+/// Gives the worker's process group (it leads it) the nice value `nice`, so the runner relaying
+/// its lines runs first when workers saturate the CPU. Set from here, right after the spawn,
+/// rather than in the child before `exec`: a `pre_exec` hook would make every spawn a full
+/// `fork` of the runner instead of `posix_spawn`; anything the worker forks inherits the value.
+pub(crate) fn lower_priority(pid: i32, nice: u8) {
+    if pid <= 0 || nice == 0 {
+        return;
+    }
+    // SAFETY: setpriority only reads its integer arguments.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PGRP, pid as libc::id_t, i32::from(nice)) };
+    if rc != 0 {
+        tracing::debug!(pid, error = %std::io::Error::last_os_error(), "could not renice a worker");
+    }
+}
+
+impl Drop for Worker {
+    /// As `kill_on_drop` does for a cold worker: a forked worker is not left running unwatched.
+    fn drop(&mut self) {
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.pid);
+        if let Process::Forked { exit } = &self.process
+            && self.status.is_none()
+            && exit.borrow().is_none()
+            && self.pid > 0
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
 fn record_exit(outcome: &'static str) {
     metrics::counter!("swarmq_worker_exits_total", "outcome" => outcome).increment(1);
 }
 
 /// Splits stdout into lines of at most `max` bytes; longer ones are discarded up to their newline.
-async fn read_lines(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Output>, max: usize) {
+async fn read_lines(
+    stdout: impl AsyncRead + Unpin,
+    tx: mpsc::Sender<Output>,
+    max: usize,
+    (pid, permit): (i32, Option<OwnedSemaphorePermit>),
+) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    if let Some(permit) = permit {
+        // `fill_buf` is cancel-safe: what it read stays buffered for the loop below.
+        let started = async {
+            tokio::select! {
+                _ = reader.fill_buf() => {}
+                _ = asleep(pid) => {}
+            }
+        };
+        let _ = tokio::time::timeout(START_HOLD, started).await;
+        drop(permit);
+    }
     let mut line: Vec<u8> = Vec::new();
     let mut discarding: Option<usize> = None;
     loop {
@@ -269,12 +419,27 @@ async fn read_lines(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Output
     }
 }
 
+/// Returns once process `pid` sleeps (state `S`: waiting for something, not computing) or is
+/// gone.
+async fn asleep(pid: i32) {
+    loop {
+        tokio::time::sleep(START_POLL).await;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if !matches!(state, Some("R" | "D")) {
+            return;
+        }
+    }
+}
+
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
 }
 
 async fn keep_tail(
-    mut stderr: tokio::process::ChildStderr,
+    mut stderr: impl AsyncRead + Unpin,
     tail: Arc<Mutex<VecDeque<u8>>>,
     job: AgentJob,
 ) {

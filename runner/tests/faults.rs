@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use swarmq_testkit::invariants::{check_finished, recorded};
-use swarmq_testkit::{Cluster, fixture_worker, wait_for};
+use swarmq_testkit::{Cluster, Start, fixture_worker, in_both_start_modes, wait_for};
 
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
@@ -26,9 +26,13 @@ async fn started(cluster: &Cluster, session: &str) -> i32 {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_runners_task_is_finished_by_another_runner() {
-    let mut cluster = Cluster::start(1, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "1")]).await;
+async fn a_killed_runners_task_is_finished_by_another_runner(start: Start) {
+    let mut cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "1")],
+    )
+    .await;
     let id = cluster.api().create_ok("sleep:2; ok", 1).await;
     started(&cluster, &id).await;
     cluster.runners[0].signal(Signal::SIGKILL);
@@ -48,11 +52,16 @@ async fn a_killed_runners_task_is_finished_by_another_runner() {
         "the in-flight TODO went back once"
     );
     assert_eq!(s["todos"][0]["attempts"], 1);
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_runners_late_completion_is_rejected() {
-    let mut cluster = Cluster::start(1, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "1")]).await;
+async fn a_frozen_runners_late_completion_is_rejected(start: Start) {
+    let mut cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "1")],
+    )
+    .await;
     let id = cluster.api().create_ok("sleep:1.5", 1).await;
     started(&cluster, &id).await;
     cluster.runners[0].signal(Signal::SIGSTOP);
@@ -69,11 +78,16 @@ async fn a_frozen_runners_late_completion_is_rejected() {
     let r = recorded(&cluster.redis.url(), &id).await;
     check_finished(&r);
     assert_eq!(r.session.todos[0].result.as_deref(), Some("done:sleep:1.5"));
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_session_kills_its_workers_at_once() {
-    let cluster = Cluster::start(1, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "2")]).await;
+async fn cancelling_a_session_kills_its_workers_at_once(start: Start) {
+    let cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "2")],
+    )
+    .await;
     let id = cluster.api().create_ok("hang; hang; ok; ok", 2).await;
     let pid = started(&cluster, &id).await;
     wait_for(Duration::from_secs(10), "both workers", || {
@@ -115,14 +129,18 @@ async fn cancelling_a_session_kills_its_workers_at_once() {
     let r = recorded(&cluster.redis.url(), &id).await;
     check_finished(&r);
     assert_eq!(r.session.status.as_str(), "cancelled");
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_current_todo_finish_then_hands_the_agent_back() {
+async fn sigterm_lets_the_current_todo_finish_then_hands_the_agent_back(start: Start) {
     let mut cluster = Cluster::start(
         1,
         &fixture_worker(""),
-        &[("SWARMQ_RUNNER_SLOTS", "1"), ("SWARMQ_DRAIN_SECS", "10")],
+        &[
+            start.env(),
+            ("SWARMQ_RUNNER_SLOTS", "1"),
+            ("SWARMQ_DRAIN_SECS", "10"),
+        ],
     )
     .await;
     let id = cluster.api().create_ok("sleep:1; ok; ok", 1).await;
@@ -144,14 +162,18 @@ async fn sigterm_lets_the_current_todo_finish_then_hands_the_agent_back() {
     let s = cluster.wait_finished(&id).await;
     assert_eq!(s["status"], "completed");
     check_finished(&recorded(&cluster.redis.url(), &id).await);
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_the_drain_period_the_todo_is_handed_back_without_costing_an_attempt() {
+async fn past_the_drain_period_the_todo_is_handed_back_without_costing_an_attempt(start: Start) {
     let mut cluster = Cluster::start(
         1,
         &fixture_worker(""),
-        &[("SWARMQ_RUNNER_SLOTS", "1"), ("SWARMQ_DRAIN_SECS", "1")],
+        &[
+            start.env(),
+            ("SWARMQ_RUNNER_SLOTS", "1"),
+            ("SWARMQ_DRAIN_SECS", "1"),
+        ],
     )
     .await;
     let id = cluster.api().create_ok("sleep:2,crash-once", 1).await;
@@ -183,6 +205,7 @@ async fn past_the_drain_period_the_todo_is_handed_back_without_costing_an_attemp
     // crash-once crashes the second process's first run: one counted attempt, then success.
     assert_eq!(s["status"], "completed", "{s}");
     check_finished(&recorded(&cluster.redis.url(), &id).await);
+    start.check(&cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,12 +234,12 @@ async fn redis_restarting_mid_session_loses_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn misbehaving_workers_never_hurt_the_runner() {
+async fn misbehaving_workers_never_hurt_the_runner(start: Start) {
     let cluster = Cluster::start(
         1,
         &fixture_worker(""),
         &[
+            start.env(),
             ("SWARMQ_RUNNER_SLOTS", "3"),
             ("SWARMQ_TASK_TIMEOUT_SECS", "2"),
             ("SWARMQ_MAX_ATTEMPTS", "2"),
@@ -235,6 +258,7 @@ async fn misbehaving_workers_never_hurt_the_runner() {
     the_well_behaved_lines_got_through(&cluster, &good).await;
     each_misbehaviour_failed_its_todo_with_its_reason(&cluster, &bad).await;
     the_runner_survived_and_reported(&cluster);
+    start.check(&cluster);
 }
 
 /// The good session completed; the flood was throttled, not relayed whole, and nothing else was
@@ -308,12 +332,11 @@ fn the_runner_survived_and_reported(cluster: &Cluster) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_that_ignores_stdin_eof_is_killed_after_the_grace_period() {
+async fn a_worker_that_ignores_stdin_eof_is_killed_after_the_grace_period(start: Start) {
     let cluster = Cluster::start(
         1,
         &fixture_worker("--ignore-eof"),
-        &[("SWARMQ_WORKER_EXIT_GRACE_SECS", "1")],
+        &[start.env(), ("SWARMQ_WORKER_EXIT_GRACE_SECS", "1")],
     )
     .await;
     let id = cluster.api().create_ok("ok", 1).await;
@@ -326,4 +349,15 @@ async fn a_worker_that_ignores_stdin_eof_is_killed_after_the_grace_period() {
         || async move { (!alive(pid)).then_some(()) },
     )
     .await;
+    start.check(&cluster);
 }
+
+in_both_start_modes!(
+    a_killed_runners_task_is_finished_by_another_runner,
+    a_frozen_runners_late_completion_is_rejected,
+    cancelling_a_session_kills_its_workers_at_once,
+    sigterm_lets_the_current_todo_finish_then_hands_the_agent_back,
+    past_the_drain_period_the_todo_is_handed_back_without_costing_an_attempt,
+    misbehaving_workers_never_hurt_the_runner,
+    a_worker_that_ignores_stdin_eof_is_killed_after_the_grace_period,
+);

@@ -5,16 +5,22 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use swarmq_testkit::invariants::{check_finished, recorded};
-use swarmq_testkit::{Cluster, FixtureRecord, fixture_worker, python, repo_root};
+use swarmq_testkit::{
+    Cluster, FixtureRecord, Start, fixture_worker, in_both_start_modes, python, repo_root,
+};
 
 fn alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persistent_worker_serves_all_of_an_agents_todos_then_exits() {
-    let cluster = Cluster::start(1, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "2")]).await;
+async fn persistent_worker_serves_all_of_an_agents_todos_then_exits(start: Start) {
+    let cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "2")],
+    )
+    .await;
     let id = cluster
         .api()
         .create_ok("lines:2; ok; sandbox; ok; lines:1", 2)
@@ -45,14 +51,14 @@ async fn persistent_worker_serves_all_of_an_agents_todos_then_exits() {
         async move { all.iter().all(|p| !alive(*p)).then_some(()) }
     })
     .await;
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_shot_workers_get_a_fresh_process_for_each_todo() {
+async fn one_shot_workers_get_a_fresh_process_for_each_todo(start: Start) {
     let cluster = Cluster::start(
         1,
         &fixture_worker("--oneshot"),
-        &[("SWARMQ_RUNNER_SLOTS", "2")],
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "2")],
     )
     .await;
     let id = cluster.api().create_ok("ok; ok; ok; ok; ok", 2).await;
@@ -70,11 +76,16 @@ async fn one_shot_workers_get_a_fresh_process_for_each_todo() {
     for todo in s["todos"].as_array().unwrap() {
         assert!(todo.get("attempts").is_none(), "{todo}");
     }
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_count_bounds_concurrency_however_many_runners_run() {
-    let mut cluster = Cluster::start(3, &fixture_worker(""), &[("SWARMQ_RUNNER_SLOTS", "4")]).await;
+async fn agent_count_bounds_concurrency_however_many_runners_run(start: Start) {
+    let mut cluster = Cluster::start(
+        3,
+        &fixture_worker(""),
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "4")],
+    )
+    .await;
     let _ = &mut cluster;
     let api = cluster.api();
     let work = ["sleep:0.3"; 6].join("; ");
@@ -105,14 +116,18 @@ async fn agent_count_bounds_concurrency_however_many_runners_run() {
         );
         assert!(max >= 1);
     }
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_get_exactly_the_contract_environment() {
+async fn workers_get_exactly_the_contract_environment(start: Start) {
     let cluster = Cluster::start(
         1,
         &fixture_worker(""),
-        &[("SWARMQ_RUNNER_SLOTS", "1"), ("E2B_API_KEY", "e2b-secret")],
+        &[
+            start.env(),
+            ("SWARMQ_RUNNER_SLOTS", "1"),
+            ("E2B_API_KEY", "e2b-secret"),
+        ],
     )
     .await;
     let id = cluster.api().create_ok("env", 1).await;
@@ -154,15 +169,26 @@ async fn workers_get_exactly_the_contract_environment() {
     .into();
     let extra: Vec<&&str> = names.iter().filter(|n| !allowed.contains(**n)).collect();
     assert!(extra.is_empty(), "runner leaked {extra:?} to the worker");
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_default_python_worker_completes_a_session_offline() {
+/// Workers run below the runner's CPU priority (SWARMQ_WORKER_NICE, default 10), so relaying
+/// their lines comes first when they saturate the host.
+async fn workers_run_at_a_lower_cpu_priority_than_the_runner(start: Start) {
+    let cluster = Cluster::start(1, &fixture_worker(""), &[start.env()]).await;
+    let id = cluster.api().create_ok("nice", 1).await;
+    let s = cluster.wait_finished(&id).await;
+    assert_eq!(s["todos"][0]["result"], "nice:10", "{s}");
+    start.check(&cluster);
+}
+
+async fn the_default_python_worker_completes_a_session_offline(start: Start) {
     let cmd = format!("{} workers/worker.py", python());
     let cluster = Cluster::start(
         1,
         &cmd,
         &[
+            start.env(),
             ("SWARMQ_RUNNER_SLOTS", "2"),
             ("SWARMQ_WORKER_CWD", &repo_root().display().to_string()),
         ],
@@ -183,15 +209,15 @@ async fn the_default_python_worker_completes_a_session_offline() {
             .unwrap()
             .contains("offline")
     );
+    start.check(&cluster);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shell_worker_obeying_the_protocol_works_too() {
+async fn a_shell_worker_obeying_the_protocol_works_too(start: Start) {
     let script = repo_root().join("workers/examples/echo_worker.sh");
     let cluster = Cluster::start(
         1,
         &format!("sh {}", script.display()),
-        &[("SWARMQ_RUNNER_SLOTS", "1")],
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "1")],
     )
     .await;
     let id = cluster.api().create_ok("one; two; three", 1).await;
@@ -199,3 +225,13 @@ async fn a_shell_worker_obeying_the_protocol_works_too() {
     assert_eq!(s["status"], "completed", "{s}");
     check_finished(&recorded(&cluster.redis.url(), &id).await);
 }
+
+in_both_start_modes!(
+    persistent_worker_serves_all_of_an_agents_todos_then_exits,
+    one_shot_workers_get_a_fresh_process_for_each_todo,
+    agent_count_bounds_concurrency_however_many_runners_run,
+    workers_get_exactly_the_contract_environment,
+    workers_run_at_a_lower_cpu_priority_than_the_runner,
+    the_default_python_worker_completes_a_session_offline,
+    a_shell_worker_obeying_the_protocol_works_too,
+);

@@ -17,6 +17,21 @@ pub fn parse_or_exit<T: CommandFactory + FromArgMatches>(binary: &str) -> T {
     }
 }
 
+/// Runs a daemon's async `main` on a new multi-threaded runtime: the binaries start it by hand
+/// (not `#[tokio::main]`) so that their first steps run while the process has one thread.
+pub fn run_on_runtime<F>(binary: &str, main: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = std::process::ExitCode>,
+{
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(main),
+        Err(e) => {
+            eprintln!("{binary}: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 pub enum ParseExit {
     /// `--help` / `--version`: clap prints them.
     Print(clap::Error),

@@ -71,6 +71,13 @@ impl Keys {
         self.global("decomposing")
     }
 
+    /// HASH of one minute of cluster statistics (`minute` = Unix seconds / 60): fields
+    /// `done:<sec>` (TODOs completed in that second) and `ready:<sec>` (ready-queue depth
+    /// sampled in that second). Expires on its own (`store::stats`).
+    pub fn stats_minute(&self, minute: u64) -> String {
+        self.global(&format!("stats:{minute}"))
+    }
+
     /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
     pub fn control_channel(&self) -> String {
         self.global("control")

@@ -18,6 +18,9 @@
 //!   Prometheus recorder and every metric's description.
 //! - [`telemetry`]: tracing set-up; [`shutdown`]: stopping on SIGINT/SIGTERM.
 //! - [`backoff`]: the retry delays; [`rate`]: the token bucket.
+//! - [`secrets`]: secret settings read from files or systemd credentials.
+//! - [`token`]: configured secrets and the HTTP bearer check.
+//! - [`text`]: characters a prompt or TODO may not hold, and printing text safely.
 
 pub mod backoff;
 pub mod cli;
@@ -30,10 +33,13 @@ pub mod probes;
 pub mod protocol;
 pub mod rate;
 pub mod reaper;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod text;
+pub mod token;
 pub mod transitions;
 
 pub use event::{Event, EventEnvelope};

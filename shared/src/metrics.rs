@@ -26,6 +26,7 @@ pub fn install() -> PrometheusHandle {
                 // Another recorder was installed first (a test harness): render an empty one.
                 .unwrap_or_else(|| PrometheusBuilder::new().build_recorder().handle());
             describe();
+            start_counters_at_zero();
             handle
         })
         .clone()
@@ -35,6 +36,75 @@ pub fn install() -> PrometheusHandle {
 /// process whose transition ended it.
 pub fn count_session_finished(status: SessionStatus) {
     metrics::counter!("swarmq_sessions_finished_total", "status" => status.as_str()).increment(1);
+}
+
+/// Counters (and the fixed label values of labelled ones) that exist from the start at 0, so
+/// `increase()`/`rate()` alerts see their first event (a series that appears at 1 has no
+/// increase). Counters whose labels depend on the input (HTTP status, client error kind) appear
+/// on first use.
+const ZERO_COUNTERS: &[(&str, &[(&str, &str)])] = &[
+    ("swarmq_sessions_created_total", &[]),
+    (
+        "swarmq_sessions_finished_total",
+        &[
+            ("status", "completed"),
+            ("status", "failed"),
+            ("status", "cancelled"),
+        ],
+    ),
+    (
+        "swarmq_llm_errors_total",
+        &[
+            ("status", "transport"),
+            ("status", "timeout"),
+            ("status", "invalid_reply"),
+        ],
+    ),
+    ("swarmq_events_relayed_total", &[]),
+    ("swarmq_events_delivered_total", &[]),
+    (
+        "swarmq_socket_evictions_total",
+        &[
+            ("reason", "queue-full"),
+            ("reason", "backlog-full"),
+            ("reason", "replay-stalled"),
+        ],
+    ),
+    ("swarmq_socket_joins_refused_total", &[]),
+    ("swarmq_redis_errors_total", &[]),
+    ("swarmq_reaped_runners_total", &[]),
+    ("swarmq_reaped_jobs_total", &[]),
+    (
+        "swarmq_worker_lines_dropped_total",
+        &[
+            ("reason", "invalid"),
+            ("reason", "oversized"),
+            ("reason", "throttled"),
+        ],
+    ),
+    ("swarmq_events_published_total", &[]),
+    ("swarmq_stale_writes_rejected_total", &[]),
+    ("swarmq_leases_lost_total", &[]),
+    (
+        "swarmq_http_connections_refused_total",
+        &[
+            ("reason", "connection limit reached"),
+            ("reason", "per-address connection limit reached"),
+        ],
+    ),
+    ("swarmq_http_accept_errors_total", &[]),
+    ("swarmq_http_origin_refused_total", &[]),
+];
+
+fn start_counters_at_zero() {
+    for (name, labels) in ZERO_COUNTERS {
+        if labels.is_empty() {
+            metrics::counter!(*name).increment(0);
+        }
+        for (key, value) in *labels {
+            metrics::counter!(*name, *key => *value).increment(0);
+        }
+    }
 }
 
 fn describe() {
@@ -92,6 +162,18 @@ fn describe() {
         "Sessions with clients on this coordinator"
     );
     describe_counter!("swarmq_http_requests_total", "HTTP requests, by status");
+    describe_counter!(
+        "swarmq_http_connections_refused_total",
+        "Connections refused at accept by a connection cap, by reason"
+    );
+    describe_counter!(
+        "swarmq_http_accept_errors_total",
+        "Failed accepts (e.g. out of file descriptors)"
+    );
+    describe_counter!(
+        "swarmq_http_origin_refused_total",
+        "Requests refused for their Origin or Host"
+    );
     describe_counter!("swarmq_redis_errors_total", "Redis calls that failed");
     describe_counter!(
         "swarmq_reaped_runners_total",

@@ -45,11 +45,31 @@ impl Reply {
     }
 }
 
+/// How a streamed answer (`"stream": true`, as `workers/worker.py` asks) is paced: the first
+/// text after `first_delay`, then `chunks` text deltas `interval` apart, each a line of text.
+#[derive(Clone, Copy, Debug)]
+pub struct Streaming {
+    pub first_delay: Duration,
+    pub chunks: usize,
+    pub interval: Duration,
+}
+
+impl Default for Streaming {
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::ZERO,
+            chunks: 3,
+            interval: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     script: VecDeque<Reply>,
     requests: Vec<Value>,
     delay: Duration,
+    streaming: Streaming,
 }
 
 pub struct FakeAnthropic {
@@ -66,11 +86,25 @@ impl FakeAnthropic {
 
     /// Like `start`, each answer after `delay` (a slow model).
     pub async fn start_with_delay(script: Vec<Reply>, delay: Duration) -> Self {
-        let shared = Arc::new(Mutex::new(Shared {
+        Self::serve(Shared {
             script: script.into(),
-            requests: Vec::new(),
             delay,
-        }));
+            ..Shared::default()
+        })
+        .await
+    }
+
+    /// A model that streams every answer at the pace of `streaming` (the bench's real workers).
+    pub async fn start_streaming(streaming: Streaming) -> Self {
+        Self::serve(Shared {
+            streaming,
+            ..Shared::default()
+        })
+        .await
+    }
+
+    async fn serve(shared: Shared) -> Self {
+        let shared = Arc::new(Mutex::new(shared));
         let app = axum::Router::new()
             .route("/v1/messages", post(messages))
             .with_state(shared.clone());
@@ -127,6 +161,69 @@ fn message(text: &str, stop_reason: &str) -> Response {
     .into_response()
 }
 
+/// The Messages API's event stream for a text answer of `chunks` lines, paced by `streaming`.
+fn stream(body: &Value, streaming: Streaming) -> Response {
+    let model = body["model"].as_str().unwrap_or("claude").to_owned();
+    let line = "The quick brown fox jumps over the lazy dog while the swarm works in parallel; \
+                every agent streams its answer line by line to the session's viewers.\n";
+    let mut events = vec![
+        (
+            Duration::ZERO,
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ),
+        (
+            Duration::ZERO,
+            "content_block_start",
+            json!({"type": "content_block_start",
+            "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    for i in 0..streaming.chunks {
+        let pause = if i == 0 {
+            streaming.first_delay
+        } else {
+            streaming.interval
+        };
+        events.push((
+            pause,
+            "content_block_delta",
+            json!({"type": "content_block_delta",
+            "index": 0, "delta": {"type": "text_delta", "text": line}}),
+        ));
+    }
+    events.push((
+        Duration::ZERO,
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push((
+        Duration::ZERO,
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        "usage": {"output_tokens": 20 * streaming.chunks}}),
+    ));
+    events.push((
+        Duration::ZERO,
+        "message_stop",
+        json!({"type": "message_stop"}),
+    ));
+    let body = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
+        let (pause, name, data) = events.next()?;
+        tokio::time::sleep(pause).await;
+        let chunk = format!("event: {name}\ndata: {data}\n\n");
+        Some((Ok::<_, std::convert::Infallible>(chunk), events))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_else(|_| error(500, "api_error", "stream"))
+}
+
 async fn messages(
     State(shared): State<Arc<Mutex<Shared>>>,
     headers: HeaderMap,
@@ -152,11 +249,14 @@ async fn messages(
             "model and max_tokens are required",
         );
     }
-    let (reply, delay) = {
+    let (reply, delay, streaming) = {
         let mut s = shared.lock().expect("lock");
         s.requests.push(body.clone());
-        (s.script.pop_front(), s.delay)
+        (s.script.pop_front(), s.delay, s.streaming)
     };
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        return stream(&body, streaming);
+    }
     tokio::time::sleep(delay).await;
     let reply = reply.unwrap_or_else(|| {
         // Default: as many TODOs as the system prompt asks for.

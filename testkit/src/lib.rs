@@ -10,6 +10,7 @@
 //! - [`sessions`]: sessions written straight through the transitions, for tests of those.
 
 pub mod anthropic;
+pub mod browser;
 pub mod clients;
 pub mod cluster;
 pub mod invariants;
@@ -18,18 +19,21 @@ pub mod redis;
 pub mod sentinel;
 pub mod sessions;
 pub mod stalled;
+pub mod start;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use anthropic::{FakeAnthropic, Reply};
+pub use anthropic::{FakeAnthropic, Reply, Streaming};
+pub use browser::Browser;
 pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
-pub use procs::{CoordinatorProcess, RunnerProcess};
+pub use procs::{CoordinatorProcess, Process, RunnerProcess};
 pub use redis::RedisServer;
 pub use sentinel::SentinelTopology;
 pub use stalled::StalledClient;
+pub use start::Start;
 
 /// The repository root (where `workers/` and `tests/clients` live).
 pub fn repo_root() -> PathBuf {

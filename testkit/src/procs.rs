@@ -28,6 +28,15 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs the `swarmq` CLI against the coordinator at `url` and waits for it.
+pub fn swarmq_cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(binary("swarmq"))
+        .env("SWARMQ_URL", url)
+        .args(args)
+        .output()
+        .expect("run swarmq")
+}
+
 /// A child process whose stderr (JSON log lines) is collected.
 pub struct Process {
     child: Child,
@@ -36,8 +45,18 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, envs: &[(String, String)]) -> Self {
+    pub fn spawn(name: &str, envs: &[(String, String)]) -> Self {
+        Self::spawn_as(name, envs, None)
+    }
+
+    /// [`Process::spawn`] as another user (`uid`, with the same number as its group), so a test
+    /// run as root can check what a same-user worker can reach.
+    pub fn spawn_as(name: &str, envs: &[(String, String)], uid: Option<u32>) -> Self {
         let mut cmd = Command::new(binary(name));
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid);
+        }
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_default())

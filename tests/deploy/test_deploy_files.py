@@ -41,9 +41,10 @@ NEW_SETTINGS = {
     "SWARMQ_CORS_ORIGINS",
     "SWARMQ_CREATE_RATE_PER_MIN",
     "SWARMQ_RETENTION_SECS",
-    "SWARMQ_TRUST_FORWARDED_FOR",
     "SWARMQ_RUNNER_HTTP",
+    "SWARMQ_TRUSTED_PROXIES",
 }
+CADDYFILE = DEPLOY / "Caddyfile"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def test_runner_listener_healthcheck_and_drain(compose):
     port = env["SWARMQ_RUNNER_HTTP"].rsplit(":", 1)[1]
     check = healthcheck_text(runner)
     assert "/readyz" in check and port in check, f"runner healthcheck {check!r} misses :{port}/readyz"
-    assert env.get("REDIS_URL") == "redis://redis:6379"
+    assert env.get("REDIS_URL", "").startswith("${REDIS_URL:-redis://"), "REDIS_URL overridable from .env"
     assert env.get("SOCKET_URL") == "http://coordinator:3000"
 
     assert "stop_grace_period" in runner, "runner needs a stop_grace_period longer than its drain"
@@ -215,9 +216,11 @@ def test_coordinator_healthcheck_port_and_redis(compose):
     coordinator = service(compose, "coordinator")
     assert "/readyz" in healthcheck_text(coordinator)
     env = environment(coordinator)
-    assert env.get("REDIS_URL") == "redis://redis:6379"
+    assert env.get("REDIS_URL", "").startswith("${REDIS_URL:-redis://"), "REDIS_URL overridable from .env"
     ports = [str(p.get("published")) if isinstance(p, dict) else str(p) for p in coordinator.get("ports") or []]
-    assert any(p.startswith("3000") for p in ports), ports
+    # Published on the host's loopback only (a TLS proxy fronts it), never on every interface.
+    assert ports == ["127.0.0.1:3000:3000"], ports
+    assert env.get("SWARMQ_API_TOKEN", "").startswith("${SWARMQ_API_TOKEN:?"), "a token is required"
     depends = coordinator.get("depends_on") or {}
     assert isinstance(depends, dict) and depends.get("redis", {}).get("condition") == "service_healthy"
 
@@ -258,6 +261,91 @@ def test_docker_compose_config_accepts_the_file():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def compose_default(value: str) -> str:
+    """The default of a `${VAR:-default}` value (the value itself when it is not one)."""
+    m = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", str(value))
+    return m.group(1) if m else str(value)
+
+
+def test_only_the_proxy_publishes_on_every_interface(compose):
+    for name, svc in compose["services"].items():
+        for port in (svc or {}).get("ports") or []:
+            text = str(port.get("published") if isinstance(port, dict) else port)
+            if name != "proxy":
+                assert text.startswith("127.0.0.1:"), f"{name} publishes {text!r} beyond loopback"
+    assert "proxy" in compose["services"] and service(compose, "proxy").get("profiles") == ["tls"]
+
+
+def test_redis_has_a_memory_limit_a_password_and_a_health_check_that_uses_it(compose):
+    redis = service(compose, "redis")
+    words = command_words(redis.get("command"))
+    for flag in ("--maxmemory", "--maxmemory-policy", "--requirepass"):
+        assert flag in words, words
+    assert words[words.index("--maxmemory-policy") + 1] == "noeviction"
+    assert compose_default(words[words.index("--maxmemory") + 1]) not in ("", "0")
+    assert words[words.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?"), "password required"
+    assert environment(redis).get("REDISCLI_AUTH") == "${REDIS_PASSWORD}", "health check authenticates"
+    for name in SWARMQ_SERVICES:
+        url = environment(service(compose, name))["REDIS_URL"]
+        assert "${REDIS_PASSWORD}@redis:6379" in url, f"{name}: default REDIS_URL lacks the password"
+
+
+def test_runners_declare_replicas_slots_and_limits(compose):
+    runner = service(compose, "runner")
+    deploy = runner.get("deploy") or {}
+    assert int(compose_default(deploy.get("replicas", "0"))) >= 1, "replicas declared in the file"
+    limits = (deploy.get("resources") or {}).get("limits") or {}
+    assert float(compose_default(limits.get("cpus", "0"))) > 0 and compose_default(limits.get("memory", ""))
+    slots = int(compose_default(environment(runner).get("SWARMQ_RUNNER_SLOTS", "0")))
+    assert 1 <= slots <= float(compose_default(limits["cpus"])) * 4, "slots sized for the cpu limit"
+    coordinator_limits = (service(compose, "coordinator").get("deploy") or {}).get("resources", {}).get("limits")
+    assert coordinator_limits and coordinator_limits.get("memory")
+
+
+def test_stop_grace_covers_the_coordinator_shutdown_and_restart_order(compose):
+    coordinator = service(compose, "coordinator")
+    grace = float(environment(coordinator)["SWARMQ_SHUTDOWN_GRACE_SECS"])
+    decompose = float(env_example_default("SWARMQ_DECOMPOSE_TIMEOUT_SECS"))
+    assert grace >= decompose, (grace, decompose)
+    assert duration_secs(coordinator["stop_grace_period"]) > grace
+    assert float(env_example_default("SWARMQ_SHUTDOWN_GRACE_SECS")) == grace
+    for name in SWARMQ_SERVICES:
+        depends = service(compose, name).get("depends_on") or {}
+        assert depends.get("redis", {}).get("condition") == "service_healthy", name
+        assert depends["redis"].get("restart") is True, f"{name} restarts with redis"
+    proxy = service(compose, "proxy")
+    assert proxy["depends_on"]["coordinator"]["condition"] == "service_healthy"
+
+
+def test_the_proxy_is_trusted_by_its_fixed_address(compose):
+    address = service(compose, "proxy")["networks"]["default"]["ipv4_address"]
+    assert environment(service(compose, "coordinator"))["SWARMQ_TRUSTED_PROXIES"] == address
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    import ipaddress
+
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+
+
+def test_every_container_rotates_its_logs(compose):
+    for name, svc in compose["services"].items():
+        logging = (svc or {}).get("logging") or {}
+        assert logging.get("options", {}).get("max-size"), f"{name}: logs not rotated"
+
+
+def test_caddy_example_terminates_tls_with_sticky_sessions():
+    text = CADDYFILE.read_text()
+    assert re.search(r"^\{\$SWARMQ_DOMAIN\}\s*\{", text, re.M), "a site block for the domain (automatic TLS)"
+    assert "reverse_proxy coordinator:3000" in text
+    assert re.search(r"^\s*lb_policy cookie", text, re.M), "sticky sessions"
+    assert text.count("{") == text.count("}"), "balanced braces"
+
+
+def test_env_example_has_no_inline_comments():
+    for n, line in enumerate(ENV_EXAMPLE.read_text().splitlines(), 1):
+        if re.match(r"^\s*[A-Z][A-Z0-9_]*=", line):
+            assert " #" not in line and "\t#" not in line, f".env.example:{n}: inline comment in {line!r}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +408,16 @@ def test_systemd_unit_parses_and_stops_gracefully(name):
     assert svc.get("NoNewPrivileges") == "yes"
     assert svc.get("ProtectSystem") == "strict"
     assert svc.get("PrivateTmp") == "yes"
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_units_start_after_a_local_redis(name):
+    assert "redis-server.service" in unit(UNITS[name])["Unit"]["After"].split()
+
+
+def test_coordinator_unit_waits_longer_than_the_shutdown_grace():
+    svc = unit(UNITS["coordinator"])["Service"]
+    assert float(svc["TimeoutStopSec"]) > float(env_example_default("SWARMQ_SHUTDOWN_GRACE_SECS"))
 
 
 def test_runner_unit_lets_the_runner_drain():

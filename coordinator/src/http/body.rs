@@ -1,5 +1,6 @@
-//! Reading a JSON request body with an answer for every way it can be wrong: missing or wrong
-//! content type (415), too large (413), not JSON or not an object (400).
+//! Reading requests with an answer for every way they can be wrong: a JSON body with a missing or
+//! wrong content type (415), too large (413), not JSON or not an object (400); a query bound out of
+//! range (400).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -47,5 +48,24 @@ pub fn json_object(
         Err(e) => Err(ApiError::BadRequest(format!(
             "request body is not valid JSON: {e}"
         ))),
+    }
+}
+
+/// A paged read's bound from the query string (`limit`, `secs`): `default` when absent, else an
+/// integer in `1..=max`.
+pub fn bounded(
+    raw: Option<&str>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "{name} must be an integer between 1 and {max}"
+            ))),
+        },
     }
 }

@@ -1,11 +1,13 @@
-//! `GET /api/runners` and `GET /api/stats`: what the cluster is doing, for operators and the CLI.
+//! `GET /api/runners`, `GET /api/stats` and `GET /api/stats/series`: what the cluster is doing,
+//! for operators, the CLI and the dashboard's Cluster page.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use swarmq_shared::now_ms;
 
+use super::body::bounded;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -16,6 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/runners", get(runners))
         .route("/api/stats", get(stats))
+        .route("/api/stats/series", get(series))
 }
 
 async fn runners(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -36,6 +39,8 @@ async fn runners(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
                 "version": r.info.version,
                 "alive": r.lease_expires_at > now,
                 "leaseExpiresAt": r.lease_expires_at,
+                "beatAt": r.info.beat_at,
+                "secondsSinceBeat": now.saturating_sub(r.info.beat_at) / 1000,
             })
         })
         .collect();
@@ -52,4 +57,22 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         "sessions": sessions,
         "socketRooms": state.relay.rooms(),
     })))
+}
+
+#[derive(serde::Deserialize)]
+struct SeriesQuery {
+    secs: Option<String>,
+}
+
+/// TODOs completed per second and the ready-queue depth over the last `secs` seconds
+/// (default 300, at most 600), oldest first.
+async fn series(
+    State(state): State<AppState>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let max = swarmq_shared::store::MAX_SERIES_SECS as usize;
+    let secs = bounded(query.secs.as_deref(), "secs", 300, max)?;
+    let points = state.store.stats_series(now_ms(), secs as u64).await?;
+    Ok(Json(json!({ "points": points })))
 }

@@ -1,9 +1,9 @@
 //! The HTTP API: one router per resource, merged here. Unknown routes answer a JSON 404.
 
-mod auth;
 mod body;
 mod cluster;
 mod sessions;
+mod ui;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -33,16 +33,23 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .merge(sessions::router())
         .merge(cluster::router());
     if let Some(token) = tokens.api {
-        api = api.route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
+        api = api.route_layer(middleware::from_fn_with_state(
+            token,
+            crate::token::require_bearer,
+        ));
     }
     let mut metrics = probes::metrics_routes(state.metrics.clone());
     if let Some(token) = tokens.metrics {
-        metrics = metrics.route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
+        metrics = metrics.route_layer(middleware::from_fn_with_state(
+            token,
+            crate::token::require_bearer,
+        ));
     }
     Router::new()
         .merge(api)
         .merge(metrics)
         .merge(probes::health_routes(state.store.clone(), None))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,7 +14,8 @@ use swarmq_shared::model::SessionSummary;
 use swarmq_shared::transitions::CancelOutcome;
 use swarmq_shared::{Session, SessionId, SessionStatus};
 
-use super::body::json_object;
+use super::body::{bounded, json_object};
+use crate::client_addr;
 use crate::error::ApiError;
 use crate::sessions::NewSession;
 use crate::state::AppState;
@@ -29,21 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions", post(create).get(list))
         .route("/api/sessions/{id}", get(read))
         .route("/api/sessions/{id}/cancel", post(cancel))
-}
-
-/// The client's address: the socket peer, or — behind a trusted proxy — the last
-/// X-Forwarded-For entry, the one that proxy appended (earlier entries are client-supplied).
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return ip;
-    }
-    peer.ip()
+        .route("/api/sessions/{id}/events", get(events))
 }
 
 async fn create(
@@ -52,10 +39,10 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let client = client_ip(&headers, peer, state.trust_forwarded_for);
+    let client = client_addr::client_ip(&headers, peer.ip(), &state.trusted_proxies);
     state
         .create_limiter
-        .check(client)
+        .check(client_addr::limit_key(client))
         .map_err(|wait| ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs().max(1),
         })?;
@@ -99,17 +86,7 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit must be an integer between 1 and {MAX_PAGE}"
-                )));
-            }
-        },
-    };
+    let limit = bounded(query.limit.as_deref(), "limit", DEFAULT_PAGE, MAX_PAGE)?;
     let page = state
         .store
         .list_sessions(limit, query.cursor.as_deref())
@@ -118,6 +95,46 @@ async fn list(
     Ok(Json(
         json!({ "sessions": sessions, "nextCursor": page.next_cursor }),
     ))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+/// A page of the session's recorded events older than `before` (default: all), newest first:
+/// `{events: [{seq, event, data}], truncated}` — `truncated` when the stream was already trimmed
+/// below the oldest one returned (the dashboard's "load older").
+async fn events(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = session_id(&raw)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let limit = bounded(query.limit.as_deref(), "limit", 100, 1000)?;
+    let before = match query.before.as_deref() {
+        None => u64::MAX,
+        Some(b) => b
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest("before must be a non-negative integer".into()))?,
+    };
+    let Some(last_seq) = state.store.last_seq(id).await? else {
+        return Err(ApiError::NotFound(format!("session {id} not found")));
+    };
+    let page = state.store.events_before(id, before, limit).await?;
+    let mut events = Vec::with_capacity(page.len());
+    for e in &page {
+        let data: Value = serde_json::from_str(&e.data).map_err(|err| {
+            ApiError::Internal(anyhow::anyhow!("recorded event {}: {err}", e.seq))
+        })?;
+        events.push(json!({ "seq": e.seq, "event": e.event, "data": data }));
+    }
+    // Seqs are contiguous from 1: fewer than asked for, yet not down to 1, means trimmed.
+    let oldest = page.last().map_or(before.min(last_seq + 1), |e| e.seq);
+    let truncated = page.len() < limit && oldest > 1;
+    Ok(Json(json!({ "events": events, "truncated": truncated })))
 }
 
 async fn cancel(
@@ -133,24 +150,5 @@ async fn cancel(
             "session {id} is already {status}; only decomposing or running sessions can be cancelled"
         ))),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("session {id} not found"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_counts_only_when_trusted_and_from_the_nearest_proxy() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "6.6.6.6, 10.0.0.9".parse().unwrap());
-        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert_eq!(client_ip(&headers, peer, false), peer.ip());
-        assert_eq!(
-            client_ip(&headers, peer, true),
-            "10.0.0.9".parse::<IpAddr>().unwrap()
-        );
-        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(client_ip(&headers, peer, true), peer.ip());
     }
 }

@@ -55,7 +55,8 @@ pub fn parse_todos(text: &str, limits: Limits) -> Result<Vec<String>, PlanError>
                     limits.max_description_chars
                 )));
             }
-            Ok(description.to_owned())
+            // Model output is not refused for a stray control character, but never stored raw.
+            Ok(swarmq_shared::text::neutralise(description).into_owned())
         })
         .collect()
 }
@@ -84,6 +85,13 @@ mod tests {
         max_todos: 3,
         max_description_chars: 20,
     };
+
+    #[test]
+    fn control_characters_from_the_model_are_neutralised() {
+        let text = "{\"todos\":[{\"description\":\"a\\u0000b\\u001b[2J\\u202ec\"}]}";
+        let todos = parse_todos(text, LIMITS).unwrap();
+        assert_eq!(todos, ["a\u{FFFD}b\u{FFFD}[2J\u{FFFD}c"]);
+    }
 
     #[test]
     fn fenced_json_is_accepted() {

@@ -51,6 +51,7 @@ pub(super) async fn join(
         Err(error) => {
             tracing::debug!(socket = %member.sid(), %session, error, "join refused");
             metrics::counter!("swarmq_socket_joins_refused_total").increment(1);
+            crate::client_log::client_error("join refused", &error);
             member.answer(ack, &refusal(&error));
             relay.leave(member.sid(), session);
             return;

@@ -2,7 +2,8 @@
 //! CONNECT (with the token check), `session:join` / `session:leave`, DISCONNECT — and nothing
 //! else. A client can never take the server down: malformed packets close its own connection, a
 //! connection that never completes its namespace CONNECT is closed after a deadline, and client
-//! mistakes are counted (`swarmq_socket_client_errors_total`) and logged at debug level only.
+//! mistakes are counted (`swarmq_socket_client_errors_total`) and logged rate-limited
+//! (`client_log`).
 
 use std::sync::Arc;
 
@@ -113,6 +114,7 @@ impl Server {
 fn client_error(socket: &Arc<EioSocket>, kind: &'static str, fatal: bool) {
     metrics::counter!("swarmq_socket_client_errors_total", "kind" => kind).increment(1);
     tracing::debug!(socket = %socket.id, kind, fatal, "socket.io client error");
+    crate::client_log::client_error(kind, "socket.io");
     if fatal {
         socket.close(Reason::ProtocolError);
     }

@@ -23,6 +23,7 @@ mod conn;
 mod hashes;
 mod runners;
 mod sessions;
+mod stats;
 mod target;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::transitions::{self, Snapshot, Transition};
 
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
+pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
 pub use target::{RedisTarget, SentinelTarget};
 
 use conn::Conn;

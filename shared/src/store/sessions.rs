@@ -128,27 +128,27 @@ impl Store {
                 max,
             )
             .await?;
-        reply
-            .ids
-            .into_iter()
-            .map(|entry| {
-                let seq = entry
-                    .id
-                    .split_once('-')
-                    .and_then(|(ms, _)| ms.parse().ok())
-                    .ok_or_else(|| StoreError::Corrupt(format!("stream id {:?}", entry.id)))?;
-                let field = |name: &str| -> Result<String> {
-                    entry
-                        .get::<String>(name)
-                        .ok_or_else(|| StoreError::Corrupt(format!("stream entry has no {name}")))
-                };
-                Ok(RecordedEvent {
-                    seq,
-                    event: field("event")?,
-                    data: field("data")?,
-                })
-            })
-            .collect()
+        recorded(reply)
+    }
+
+    /// Recorded events with `seq < before`, newest first, at most `max` (a page of history
+    /// for `GET /api/sessions/:id/events`).
+    pub async fn events_before(
+        &self,
+        id: SessionId,
+        before: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let reply: redis::streams::StreamRangeReply = self
+            .conn()
+            .xrevrange_count(
+                self.keys.session(id).events_stream(),
+                format!("({before}-0"),
+                "-",
+                max,
+            )
+            .await?;
+        recorded(reply)
     }
 
     /// The seq of the session's last event; `None` for an unknown session.
@@ -180,6 +180,31 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Stream entries as [`RecordedEvent`]s, in the reply's order.
+fn recorded(reply: redis::streams::StreamRangeReply) -> Result<Vec<RecordedEvent>> {
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let seq = entry
+                .id
+                .split_once('-')
+                .and_then(|(ms, _)| ms.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("stream id {:?}", entry.id)))?;
+            let field = |name: &str| -> Result<String> {
+                entry
+                    .get::<String>(name)
+                    .ok_or_else(|| StoreError::Corrupt(format!("stream entry has no {name}")))
+            };
+            Ok(RecordedEvent {
+                seq,
+                event: field("event")?,
+                data: field("data")?,
+            })
+        })
+        .collect()
 }
 
 fn parse_cursor(cursor: &str) -> Option<(u64, String)> {

@@ -14,10 +14,18 @@
 //!   on the same server;
 //! - W2: worker print → Socket.IO client latency and a flood; memory with 1,000 and 10,000
 //!   idle clients (and after they left), and while 100 viewers of a flood stop reading;
+//! - UI: the dashboard in headless Chromium watching 4 agents × 200 lines/s × 30 s: worker
+//!   print → rendered in the page, p50/p99, beside the npm Socket.IO client (W2's) watching the
+//!   same session in the same run; the page's JS heap and DOM size at the end;
 //! - FANOUT: one session watched by 1, 100 and 1,000 viewers (latency, delivered events/s,
 //!   coordinator CPU per delivered event), and the flood with 10 viewers;
 //! - DUR: W1 and W2 against a primary with one replica, the durability option
 //!   (`SWARMQ_REDIS_MIN_REPLICAS_ACKED=1`) on vs. off in the same repeat;
+//! - CTRL: event latency while 200 one-shot agents start at once and next to two CPU-burning
+//!   workers, and W1's throughput, with and without the workers' lower priority and start pacing;
+//! - PRELOAD: the real `workers/worker.py` online against the streaming fake model, 50/200/400
+//!   agents at once, cold starts beside preloaded ones: time to the first streamed line, burst
+//!   time, CPU and PSS per agent;
 //! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
 //! - Redis commands per TODO (INFO commandstats deltas), CPU per TODO by process, and the
 //!   runner's and coordinator's RSS.
@@ -45,9 +53,16 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, DUR, MEM, FANOUT, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, DUR, MEM, FANOUT, UI,
+    /// CTRL, PRELOAD, SCALE).
     #[arg(long)]
     only: Option<String>,
+    /// PRELOAD: agents claimed at once, per run.
+    #[arg(long, value_delimiter = ',', default_value = "50,200,400")]
+    agents: Vec<usize>,
+    /// PRELOAD: the largest burst also run with cold starts.
+    #[arg(long, default_value_t = 50)]
+    cold_max: usize,
 }
 
 /// DUR: 0 = plain Redis (every other workload); 1 = with a replica, the durability option off;
@@ -249,6 +264,9 @@ fn stat_ms(pid: i32, first: usize) -> f64 {
     (ticks(first) + ticks(first + 1)) * 1000.0 / 100.0
 }
 
+/// Thousands of bench viewers share one address: no per-address connection cap.
+const UNCAPPED: (&str, &str) = ("SWARMQ_MAX_CONNECTIONS_PER_IP", "0");
+
 fn rss_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -281,15 +299,16 @@ struct QueueRun {
 
 /// TODOs/s through swarmq: sessions of 2–4 agents with `per_agent` TODOs each, `tasks` in all.
 async fn queue_rate(worker_cmd: &str, tasks: usize, per_agent: usize) -> anyhow::Result<QueueRun> {
-    queue_rate_with(worker_cmd, tasks, per_agent, 1).await
+    queue_rate_with(worker_cmd, tasks, per_agent, 1, &[]).await
 }
 
-/// `queue_rate` with `runners` runner processes (slots = cores each).
+/// `queue_rate` with `runners` runner processes (slots = cores each) and extra runner settings.
 async fn queue_rate_with(
     worker_cmd: &str,
     tasks: usize,
     per_agent: usize,
     runners: usize,
+    runner_env: &[(&'static str, String)],
 ) -> anyhow::Result<QueueRun> {
     let redis = RedisServer::start_everysec();
     let _replica = replica_for(&redis).await;
@@ -297,6 +316,7 @@ async fn queue_rate_with(
         &redis.url(),
         &durable(&[
             ("SWARMQ_PLANNER", "local"),
+            UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_MAX_AGENTS", "4"),
         ]),
@@ -305,15 +325,13 @@ async fn queue_rate_with(
     let slots = cores().to_string();
     let cwd = repo_root().display().to_string();
     let mut fleet = Vec::new();
+    let mut env = vec![
+        ("SWARMQ_RUNNER_SLOTS", slots.as_str()),
+        ("SWARMQ_WORKER_CWD", &cwd),
+    ];
+    env.extend(runner_env.iter().map(|(k, v)| (*k, v.as_str())));
     for _ in 0..runners {
-        fleet.push(
-            RunnerProcess::start(
-                &redis.url(),
-                worker_cmd,
-                &durable(&[("SWARMQ_RUNNER_SLOTS", &slots), ("SWARMQ_WORKER_CWD", &cwd)]),
-            )
-            .await,
-        );
+        fleet.push(RunnerProcess::start(&redis.url(), worker_cmd, &durable(&env)).await);
     }
     let runner = &fleet[0];
     let runner_rss_idle_kb = rss_kb(runner.process.pid());
@@ -525,6 +543,8 @@ struct Relay {
     evicted: u64,
     /// Coordinator CPU from the moment every client had joined to the end.
     coordinator_cpu_ms: f64,
+    /// From the runner's start to the last session's end.
+    wall_secs: f64,
 }
 
 impl Relay {
@@ -533,18 +553,29 @@ impl Relay {
     }
 }
 
-/// Stamped lines per TODO and the pause between them (each session runs two TODOs).
+/// Stamped lines per TODO and the pause between them (each session runs two TODOs), after
+/// `warmup_secs` of waiting for every worker to have started.
 #[derive(Clone, Copy)]
 struct Pace {
     lines: usize,
     interval_secs: f64,
+    warmup_secs: f64,
 }
 
-/// W2's pace: 20 lines 25 ms apart per TODO.
+/// W2's pace: 20 lines 25 ms apart per TODO, after 3 s.
 const W2_PACE: Pace = Pace {
     lines: 20,
     interval_secs: 0.025,
+    warmup_secs: 3.0,
 };
+
+/// What else a relay run's runner does: `hogs` agents of another session burning a core each,
+/// and the runner's extra settings.
+#[derive(Default)]
+struct Load {
+    hogs: usize,
+    runner_env: Vec<(&'static str, String)>,
+}
 
 /// A runner of the W2 worker (`bench/workers/stamp.py`), which stamps or floods its lines.
 async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProcess {
@@ -563,6 +594,7 @@ async fn relay_run(
     clients: usize,
     flood: usize,
     pace: Pace,
+    load: &Load,
 ) -> anyhow::Result<(Relay, serde_json::Value)> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
@@ -575,6 +607,7 @@ async fn relay_run(
         &redis.url(),
         &durable(&[
             ("SWARMQ_PLANNER", "local"),
+            UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_EVENTS_MAXLEN", &maxlen),
         ]),
@@ -591,32 +624,37 @@ async fn relay_run(
             .await,
         );
     }
+    if load.hogs > 0 {
+        api.create_ok(&vec!["burn"; load.hogs].join("; "), load.hogs as u32)
+            .await;
+    }
     let mut client = latency_client(&coordinator.url, clients, &ids, false);
     let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
     next_json(&mut lines, "joined").await?;
-    let slots = (sessions * 2).max(cores()).to_string();
+    let slots = (sessions * 2 + load.hogs).max(cores()).to_string();
     let flood_s = flood.to_string();
     let (lines_s, interval_s) = (pace.lines.to_string(), pace.interval_secs.to_string());
+    let warmup_s = pace.warmup_secs.to_string();
     let cpu_before = cpu_ms(coordinator.process.pid());
-    let _runner = stamp_runner(
-        &redis,
-        &[
-            ("SWARMQ_RUNNER_SLOTS", &slots),
-            ("BENCH_FLOOD", &flood_s),
-            ("BENCH_WARMUP", "3"),
-            ("BENCH_LINES", &lines_s),
-            ("BENCH_INTERVAL", &interval_s),
-            (
-                "SWARMQ_WORKER_PASS_ENV",
-                "BENCH_FLOOD,BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
-            ),
-            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
-            ("SWARMQ_EVENTS_MAXLEN", &maxlen),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("SWARMQ_RUNNER_SLOTS", slots.as_str()),
+        ("BENCH_FLOOD", &flood_s),
+        ("BENCH_WARMUP", &warmup_s),
+        ("BENCH_LINES", &lines_s),
+        ("BENCH_INTERVAL", &interval_s),
+        (
+            "SWARMQ_WORKER_PASS_ENV",
+            "BENCH_FLOOD,BENCH_WARMUP,BENCH_LINES,BENCH_INTERVAL",
+        ),
+        ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+        ("SWARMQ_EVENTS_MAXLEN", &maxlen),
+    ];
+    env.extend(load.runner_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let started = Instant::now();
+    let _runner = stamp_runner(&redis, &env).await;
     let summary =
         tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
+    let wall_secs = started.elapsed().as_secs_f64();
     let coordinator_cpu_ms = cpu_ms(coordinator.process.pid()) - cpu_before;
     for id in &ids {
         let r = recorded(&redis.url(), id).await;
@@ -664,6 +702,7 @@ async fn relay_run(
                 }),
             evicted: summary["evicted"].as_u64().unwrap_or(0),
             coordinator_cpu_ms,
+            wall_secs,
         },
         summary,
     ))
@@ -673,7 +712,8 @@ async fn relay_run(
 async fn coordinator_memory(n: usize) -> anyhow::Result<(u64, u64)> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
-    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let coordinator =
+        CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local"), UNCAPPED]).await;
     let id = coordinator.api().create_ok("one; two", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = rss_kb(coordinator.process.pid());
@@ -694,11 +734,12 @@ async fn fanout(repeat: usize) -> anyhow::Result<()> {
     const STEADY: Pace = Pace {
         lines: 200,
         interval_secs: 0.01,
+        warmup_secs: 3.0,
     };
     for viewers in [1, 100, 1000] {
         let (mut p50, mut p99, mut rate, mut cpu) = (vec![], vec![], vec![], vec![]);
         for _ in 0..repeat {
-            let (r, _) = relay_run(1, viewers, 0, STEADY).await?;
+            let (r, _) = relay_run(1, viewers, 0, STEADY, &Load::default()).await?;
             p50.push(r.p50);
             p99.push(r.p99);
             rate.push(r.delivered_per_sec);
@@ -720,7 +761,7 @@ async fn fanout(repeat: usize) -> anyhow::Result<()> {
 async fn flood_row(label: &str, viewers: usize, flood: usize, repeat: usize) -> anyhow::Result<()> {
     let (mut rate, mut cpu, mut evicted) = (vec![], vec![], 0);
     for _ in 0..repeat {
-        let (r, _) = relay_run(1, viewers, flood, W2_PACE).await?;
+        let (r, _) = relay_run(1, viewers, flood, W2_PACE, &Load::default()).await?;
         rate.push(r.delivered_per_sec);
         cpu.push(r.cpu_us_per_delivery());
         evicted += r.evicted;
@@ -733,12 +774,76 @@ async fn flood_row(label: &str, viewers: usize, flood: usize, repeat: usize) -> 
     Ok(())
 }
 
+/// CTRL: the control plane first. Event latency while 200 one-shot agents start at once on one
+/// runner, and while two workers burn a core each, with workers at the runner's priority and no
+/// start pacing ("before") against the defaults (nice 10, pacing), alternated in the same run;
+/// then W1's throughput with both, bracketing each other.
+async fn control_plane(repeat: usize, py: &str, w1: &str, tasks: usize) -> anyhow::Result<()> {
+    const BURST: Pace = Pace {
+        lines: 20,
+        interval_secs: 0.1,
+        warmup_secs: 0.0,
+    };
+    let before = || {
+        vec![
+            ("SWARMQ_WORKER_NICE", "0".to_owned()),
+            ("SWARMQ_WORKER_MAX_STARTING", "0".to_owned()),
+        ]
+    };
+    for (label, sessions, hogs, pace) in [
+        ("200 one-shot agents starting at once", 100, 0, BURST),
+        (
+            "2 workers burning 100 % CPU, 10 sessions × 2 agents",
+            10,
+            2,
+            W2_PACE,
+        ),
+    ] {
+        let mut rows: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
+        for _ in 0..repeat {
+            for (i, runner_env) in [before(), vec![]].into_iter().enumerate() {
+                let load = Load { hogs, runner_env };
+                let (r, _) = relay_run(sessions, 1, 0, pace, &load).await?;
+                rows[i].0.push(r.p50);
+                rows[i].1.push(r.p99);
+                rows[i].2.push(r.wall_secs);
+            }
+        }
+        for (name, (p50, p99, wall)) in ["before: nice 0, no pacing", "after: defaults"]
+            .iter()
+            .zip(&rows)
+        {
+            println!(
+                "| CTRL {label}, {name}: print → client p50 / p99 ms; all sessions done (s) | {} / {} | {} | | p50 ≤ 5 ms, p99 ≤ 50 ms |",
+                stat(p50),
+                stat(p99),
+                stat(wall)
+            );
+        }
+    }
+    let mut rates: [Vec<f64>; 2] = Default::default();
+    let cmd = format!("{py} {w1}");
+    for _ in 0..repeat {
+        for (i, runner_env) in [before(), vec![]].into_iter().enumerate() {
+            rates[i].push(queue_rate_with(&cmd, tasks, 2, 1, &runner_env).await?.rate);
+        }
+    }
+    println!(
+        "| CTRL W1 TODOs/s with the defaults (nice 10, pacing) | {} | nice 0, no pacing: {} | {} | within 5 % |",
+        stat(&rates[1]),
+        stat(&rates[0]),
+        ratio_stat(&rates[1], &rates[0])
+    );
+    Ok(())
+}
+
 /// Coordinator RSS (KB): idle, with `n` connected, joined, idle viewers, and at each of
 /// `after` (seconds) once they all left.
 async fn coordinator_memory_cycle(n: usize, after: &[u64]) -> anyhow::Result<Vec<u64>> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
-    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let coordinator =
+        CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local"), UNCAPPED]).await;
     let id = coordinator.api().create_ok("one; two", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = coordinator.process.pid();
@@ -770,6 +875,7 @@ async fn coordinator_memory_frozen(frozen: usize, flood: usize) -> anyhow::Resul
         &redis.url(),
         &[
             ("SWARMQ_PLANNER", "local"),
+            UNCAPPED,
             ("SWARMQ_EVENTS_MAXLEN", &maxlen),
         ],
     )
@@ -860,7 +966,7 @@ async fn durability_cost(args: &Args, w1: &str) -> anyhow::Result<()> {
         for (i, mode) in [1, 2].into_iter().enumerate() {
             DURABILITY.store(mode, Ordering::Relaxed);
             rate[i].push(queue_rate(w1, args.tasks, 2).await?.rate);
-            let (r, _) = relay_run(10, 2, 0, W2_PACE).await?;
+            let (r, _) = relay_run(10, 2, 0, W2_PACE, &Load::default()).await?;
             anyhow::ensure!(r.stamped == r.expected);
             p50[i].push(r.p50);
             p99[i].push(r.p99);
@@ -971,6 +1077,7 @@ async fn main() -> anyhow::Result<()> {
                 &redis.url(),
                 &[
                     ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+                    UNCAPPED,
                     ("ANTHROPIC_BASE_URL", fake.url()),
                     ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
                 ],
@@ -1007,7 +1114,7 @@ async fn main() -> anyhow::Result<()> {
                 (vec![], vec![], vec![], vec![], vec![]);
             let mut counted = 0;
             for _ in 0..args.repeat {
-                let (r, _) = relay_run(sessions, clients, 0, W2_PACE).await?;
+                let (r, _) = relay_run(sessions, clients, 0, W2_PACE, &Load::default()).await?;
                 p50.push(r.p50);
                 p95.push(r.p95);
                 p99.push(r.p99);
@@ -1028,7 +1135,7 @@ async fn main() -> anyhow::Result<()> {
         let mut rates = Vec::new();
         let flood = 100_000;
         for _ in 0..args.repeat {
-            let (r, summary) = relay_run(1, 1, flood, W2_PACE).await?;
+            let (r, summary) = relay_run(1, 1, flood, W2_PACE, &Load::default()).await?;
             let secs = summary["floodSeconds"].as_f64().unwrap_or(f64::NAN);
             rates.push(r.stamped as f64 / secs);
         }
@@ -1081,6 +1188,15 @@ async fn main() -> anyhow::Result<()> {
     if wants("FANOUT") {
         fanout(args.repeat).await?;
     }
+    if wants("UI") {
+        ui_family(args.repeat).await?;
+    }
+    if wants("PRELOAD") {
+        preload_family(&args.agents, args.cold_max).await?;
+    }
+    if wants("CTRL") {
+        control_plane(args.repeat, &py, &w1, args.tasks).await?;
+    }
     if wants("SCALE") {
         // Every runner brings `p` slots, so n runners run n × p workers at once: on this one
         // machine that is n × p processes on p cores. The baseline is the raw spawn rate at that
@@ -1092,7 +1208,8 @@ async fn main() -> anyhow::Result<()> {
             let mut rates = Vec::new();
             let mut shares = String::new();
             for _ in 0..args.repeat {
-                let run = queue_rate_with(&format!("{py} {w1}"), args.tasks, 2, runners).await?;
+                let run =
+                    queue_rate_with(&format!("{py} {w1}"), args.tasks, 2, runners, &[]).await?;
                 rates.push(run.rate);
                 shares = format!("{:?}", run.per_runner);
                 raw.measure(&cmd, args.tasks, p * runners).await;
@@ -1143,6 +1260,343 @@ async fn main() -> anyhow::Result<()> {
             "\nRSS: runner idle {} KB, busy (max) {} KB; coordinator after the run {} KB",
             run.runner_rss_idle_kb, run.runner_rss_busy_kb, run.coordinator_rss_kb
         );
+    }
+    Ok(())
+}
+
+/// Set in the page before the dashboard's scripts: times every stamped line (`t=<ms>`) from the
+/// worker's print to the animation frame that inserts it into its agent's feed.
+const RENDER_PROBE: &str = r#"
+window.__lat = [];
+window.__long = [];
+new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push([Math.round(e.startTime), Math.round(e.duration)]); }).observe({ type: 'longtask', buffered: true });
+window.swarmqRenderProbe = (texts) => {
+  const now = performance.timeOrigin + performance.now();
+  for (const t of texts) if (t.startsWith('t=')) window.__lat.push(now - Number(t.slice(2)));
+};"#;
+
+const PAGE_SUMMARY: &str = r#"(() => {
+  const s = [...window.__lat].sort((a, b) => a - b);
+  const at = (p) => s[Math.min(s.length - 1, Math.floor(s.length * p))];
+  return { n: s.length, p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: s[s.length - 1],
+    longTasks: window.__long.length, longMs: window.__long.reduce((a, b) => a + b[1], 0), longest: [...window.__long].sort((a, b) => b[1] - a[1]).slice(0, 8),
+    heapMb: performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null,
+    nodes: document.getElementsByTagName('*').length };
+})()"#;
+
+struct UiRun {
+    page: serde_json::Value,
+    client: serde_json::Value,
+    /// Stamped lines per second per agent, as the client received them.
+    per_agent_rate: f64,
+    load_before: String,
+}
+
+/// One session of 4 agents, each printing 200 stamped lines/s for 30 s, watched at once by the
+/// dashboard (headless Chromium) and by W2's npm Socket.IO client.
+async fn ui_run() -> anyhow::Result<UiRun> {
+    use tokio::io::AsyncBufReadExt;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let redis = RedisServer::start_everysec();
+    let coordinator = CoordinatorProcess::start(&redis.url(), &[("SWARMQ_PLANNER", "local")]).await;
+    let id = coordinator.api().create_ok("a; b; c; d", 4).await;
+    let mut client = latency_client(&coordinator.url, 1, std::slice::from_ref(&id), false);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    next_json(&mut lines, "joined").await?;
+    let mut browser = swarmq_testkit::Browser::start("bench-ui");
+    browser
+        .command(serde_json::json!({"cmd": "init", "js": RENDER_PROBE}))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    browser
+        .open("main", &format!("{}/sessions/{id}", coordinator.url))
+        .await;
+    browser
+        .wait("main", "document.body.dataset.joined === '1'")
+        .await;
+    let _runner = stamp_runner(
+        &redis,
+        &[
+            ("SWARMQ_RUNNER_SLOTS", "4"),
+            ("BENCH_WARMUP", "3"),
+            ("BENCH_LINES", "6000"),
+            ("BENCH_RATE", "200"),
+            (
+                "SWARMQ_WORKER_PASS_ENV",
+                "BENCH_WARMUP,BENCH_LINES,BENCH_RATE",
+            ),
+            ("SWARMQ_WORKER_MAX_EVENTS_PER_SEC", "10000000"),
+        ],
+    )
+    .await;
+    let client =
+        tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
+    browser
+        .wait_for(
+            "main",
+            "document.querySelector('#summary [data-status]')?.dataset.status === 'completed' && window.__lat.length >= 24000",
+            Duration::from_secs(120),
+        )
+        .await;
+    let page = browser.eval("main", PAGE_SUMMARY).await;
+    let stamped = client["stamped"].as_f64().unwrap_or(0.0);
+    anyhow::ensure!(
+        stamped == 24_000.0,
+        "the client received {stamped} of 24,000 lines"
+    );
+    let secs = client["stampSeconds"].as_f64().unwrap_or(f64::NAN);
+    Ok(UiRun {
+        page,
+        client,
+        per_agent_rate: stamped / 4.0 / secs,
+        load_before,
+    })
+}
+
+async fn ui_family(repeat: usize) -> anyhow::Result<()> {
+    let (mut page50, mut page99, mut client50, mut client99, mut rates) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut last = None;
+    for _ in 0..repeat {
+        let run = ui_run().await?;
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        page50.push(f(&run.page, "p50"));
+        page99.push(f(&run.page, "p99"));
+        client50.push(f(&run.client, "p50"));
+        client99.push(f(&run.client, "p99"));
+        rates.push(run.per_agent_rate);
+        eprintln!(
+            "UI run: page {} client {} load before {}",
+            run.page,
+            run.client,
+            run.load_before.trim()
+        );
+        last = Some(run);
+    }
+    let gap: Vec<f64> = page99.iter().zip(&client99).map(|(p, c)| p - c).collect();
+    println!(
+        "| UI worker print → rendered in the dashboard (headless Chromium), 4 agents × {} lines/s × 30 s: p50 / p99 ms | {} / {} | the npm Socket.IO client (W2's) on the same session, same run: p50 {} / p99 {} | page p99 − client p99: {} ms | p99 within 50 ms of W2's p99 |",
+        stat(&rates),
+        stat(&page50),
+        stat(&page99),
+        stat(&client50),
+        stat(&client99),
+        stat(&gap)
+    );
+    if let Some(run) = last {
+        println!(
+            "UI (last run): the page held {} DOM elements and {} MB of JS heap after 24,000 lines; load average before the run: {}",
+            run.page["nodes"],
+            run.page["heapMb"]
+                .as_f64()
+                .map_or("?".into(), |m| format!("{m:.1}")),
+            run.load_before.trim()
+        );
+    }
+    Ok(())
+}
+
+/// The children of `parent` (from a scan of /proc).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Proportional set size of a process (shared pages divided among their users), in KB.
+fn pss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One PRELOAD run: `n` agents of the real worker, claimed at once.
+struct AgentLoad {
+    /// Per agent: ms from its `task:assigned` to its first `agent:reasoning`.
+    first_reasoning: Vec<f64>,
+    /// From the first `task:assigned` to the last agent's first `agent:reasoning`.
+    burst_secs: f64,
+    /// CPU of the worker processes over their whole life (start, one streamed call, exit) / n.
+    cpu_ms_per_agent: f64,
+    /// PSS per worker process: the mean of each one's peak. And how many were sampled.
+    pss_mb_per_agent: f64,
+    sampled: usize,
+    /// Preloaded: the server's own PSS and CPU (its imports), counted once.
+    server_pss_mb: f64,
+    server_cpu_ms: f64,
+}
+
+/// The model the PRELOAD agents talk to: first text after 0.5 s, then 10 lines 0.3 s apart.
+const MODEL_PACE: swarmq_testkit::Streaming = swarmq_testkit::Streaming {
+    first_delay: Duration::from_millis(500),
+    chunks: 10,
+    interval: Duration::from_millis(300),
+};
+
+/// Per agent id: when its first `task:assigned` and first `agent:reasoning` were published
+/// (ms, bench clock), until `n` agents have reasoned.
+async fn watch_first_events(
+    redis_url: String,
+    n: usize,
+) -> anyhow::Result<std::collections::HashMap<String, (f64, f64)>> {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(redis_url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe("swarmq:{*}:live").await?;
+    let mut seen: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    let mut reasoned = 0;
+    let mut messages = pubsub.on_message();
+    while reasoned < n {
+        let Some(msg) = messages.next().await else {
+            anyhow::bail!("pub/sub ended");
+        };
+        let now = wall_ms();
+        let v: serde_json::Value = serde_json::from_slice(msg.get_payload_bytes())?;
+        let Some(agent) = v["data"]["agentId"].as_str() else {
+            continue;
+        };
+        let entry = seen.entry(agent.to_owned()).or_insert((0.0, 0.0));
+        match v["event"].as_str() {
+            Some("task:assigned") if entry.0 == 0.0 => entry.0 = now,
+            Some("agent:reasoning") if entry.1 == 0.0 => {
+                entry.1 = now;
+                reasoned += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(seen)
+}
+
+/// PRELOAD: `n` agents (sessions of 8, one TODO each) of `workers/worker.py` online, against the
+/// streaming fake model, on one runner with `n` slots, started `mode` (cold or preload).
+async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
+    let redis = RedisServer::start_everysec();
+    let fake = FakeAnthropic::start_streaming(MODEL_PACE).await;
+    let coordinator = CoordinatorProcess::start(
+        &redis.url(),
+        &[
+            ("SWARMQ_PLANNER", "local"),
+            ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
+            ("SWARMQ_MAX_AGENTS", "8"),
+        ],
+    )
+    .await;
+    let (slots, cwd) = (n.to_string(), repo_root().display().to_string());
+    let runner = RunnerProcess::start(
+        &redis.url(),
+        &format!("{} workers/worker.py", python()),
+        &[
+            ("SWARMQ_RUNNER_SLOTS", &slots),
+            ("SWARMQ_WORKER_CWD", &cwd),
+            ("SWARMQ_WORKER_START", mode),
+            // This family measures starts, not priorities: on a shared host niced workers would
+            // also yield to everyone else's jobs (docs/benchmarks.md, CTRL).
+            ("SWARMQ_WORKER_NICE", "0"),
+            ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
+            ("ANTHROPIC_BASE_URL", fake.url()),
+            (
+                "SWARMQ_WORKER_PASS_ENV",
+                "ANTHROPIC_API_KEY,ANTHROPIC_BASE_URL",
+            ),
+        ],
+    )
+    .await;
+    let parent = if mode == "preload" {
+        let ready = runner
+            .process
+            .wait_log("worker server ready", Duration::from_secs(120))
+            .await;
+        ready["pid"].as_i64().unwrap_or(0) as i32
+    } else {
+        runner.process.pid()
+    };
+    let watcher = tokio::spawn(watch_first_events(redis.url(), n));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cpu_before, server_cpu_before) = (children_cpu_ms(parent), cpu_ms(parent));
+    let api = coordinator.api();
+    let mut ids = Vec::new();
+    for size in (0..n).step_by(8).map(|i| (n - i).min(8)) {
+        ids.push(
+            api.create_ok(&vec!["x"; size].join("; "), size as u32)
+                .await,
+        );
+    }
+    // Each worker's own peak PSS: workers start and end at different times. For preloaded ones
+    // this is conservative (a child's share of the server's pages is largest when few share).
+    let mut peaks: std::collections::HashMap<i32, u64> = Default::default();
+    while !watcher.is_finished() {
+        for pid in children_of(parent) {
+            let peak = peaks.entry(pid).or_default();
+            *peak = (*peak).max(pss_kb(pid));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let (best, pss) = (peaks.len(), peaks.values().sum::<u64>());
+    let seen = watcher.await??;
+    for id in &ids {
+        api.wait_finished(id, Duration::from_secs(600)).await;
+    }
+    while !children_of(parent).is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_assigned = seen.values().map(|v| v.0).fold(f64::MAX, f64::min);
+    let last_reasoning = seen.values().map(|v| v.1).fold(0.0, f64::max);
+    Ok(AgentLoad {
+        first_reasoning: seen.values().map(|(a, r)| r - a).collect(),
+        burst_secs: (last_reasoning - first_assigned) / 1000.0,
+        cpu_ms_per_agent: (children_cpu_ms(parent) - cpu_before) / n as f64,
+        pss_mb_per_agent: pss as f64 / 1024.0 / best.max(1) as f64,
+        sampled: best,
+        server_pss_mb: if mode == "preload" {
+            pss_kb(parent) as f64 / 1024.0
+        } else {
+            0.0
+        },
+        server_cpu_ms: if mode == "preload" {
+            server_cpu_before
+        } else {
+            0.0
+        },
+    })
+}
+
+/// PRELOAD: cold beside preloaded starts of the real worker at each size (cold only up to
+/// `cold_max` agents: each cold agent costs ~1.5 s of CPU and ~70 MB).
+async fn preload_family(sizes: &[usize], cold_max: usize) -> anyhow::Result<()> {
+    for &n in sizes {
+        for mode in ["cold", "preload"] {
+            if mode == "cold" && n > cold_max {
+                continue;
+            }
+            let run = agent_load(n, mode).await?;
+            let (p50, _, p99) = percentiles(run.first_reasoning.clone());
+            let server = if mode == "preload" {
+                format!(
+                    "; server once: PSS {:.1} MB, CPU {:.0} ms",
+                    run.server_pss_mb, run.server_cpu_ms
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "| PRELOAD {n} agents, {mode}: task:assigned → first agent:reasoning p50 / p99 ms; all working (s); CPU ms per agent (whole worker life); PSS MB per agent (peak of each of {} sampled){server} | {p50:.0} / {p99:.0} | {:.2} | {:.1} | {:.1} | ≤ 20 ms CPU, ≤ 15 MB PSS; 400 working within 5 s |",
+                run.sampled, run.burst_secs, run.cpu_ms_per_agent, run.pss_mb_per_agent
+            );
+        }
     }
     Ok(())
 }

@@ -1,0 +1,16 @@
+{
+echo '{"cmd":"open","url":"http://127.0.0.1:16998/"}'
+echo '{"cmd":"fill","selector":"#prompt","value":"lines:3; sandbox,lines:2; xss; ok"}'
+echo '{"cmd":"click","selector":"#create"}'
+echo '{"cmd":"wait","js":"document.body.dataset.page===\"session\" && document.querySelector(\"#summary [data-status=completed]\")"}'
+echo '{"cmd":"eval","js":"({url: location.href, seq: document.body.dataset.lastSeq, log: document.querySelectorAll(\"#log tr\").length, xss: window.__xss, errs: window.__errors, feeds: [...document.querySelectorAll(\".feed\")].map(f=>f.children.length), stream: document.querySelectorAll(\"iframe\").length, unsafe: [...document.querySelectorAll(\".unsafe-url\")].map(e=>e.textContent)})"}'
+echo '{"cmd":"screenshot","path":"/tmp/dsmoke/session.png"}'
+echo '{"cmd":"goto","url":"http://127.0.0.1:16998/"}'
+echo '{"cmd":"wait","js":"document.querySelector(\"#session-rows tr .progress\") && !document.querySelector(\"#session-rows tr .progress\").textContent.includes(\"…\")"}'
+echo '{"cmd":"screenshot","path":"/tmp/dsmoke/sessions.png"}'
+echo '{"cmd":"goto","url":"http://127.0.0.1:16998/cluster"}'
+echo '{"cmd":"wait","js":"document.querySelector(\"#runner-rows tr\")"}'
+echo '{"cmd":"screenshot","path":"/tmp/dsmoke/cluster.png"}'
+echo '{"cmd":"consoleErrors"}'
+echo '{"cmd":"close"}'
+} | timeout 120 node /work/wt-dash/tests/clients/dashboard.mjs /tmp/dsmoke/out

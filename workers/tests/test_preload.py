@@ -1,0 +1,185 @@
+"""The preloaded worker server (workers/swarmq_preload.py): its fork path gives each child exactly
+the environment, stdio, process group, nice value and exit status a cold start would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import WORKERS, worker_env
+
+SERVER = os.path.join(WORKERS, "swarmq_preload.py")
+
+# A worker whose TASK_DESCRIPTION says what to do.
+PROBE = r'''
+import json, os, sys
+what = os.environ["TASK_DESCRIPTION"]
+if what == "env":
+    print(json.dumps(dict(os.environ)))
+elif what == "echo":
+    line = sys.stdin.readline()
+    sys.stdout.write("got " + line)
+    sys.stderr.write("to stderr\n")
+elif what == "identity":
+    print(json.dumps({
+        "pid": os.getpid(), "pgid": os.getpgid(0), "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "preloaded": "decimal" in sys.modules, "argv": sys.argv, "name": __name__,
+        "cwd": os.getcwd(),
+    }))
+elif what == "exit3":
+    sys.exit(3)
+elif what == "raise":
+    raise RuntimeError("probe failed on purpose")
+elif what == "hang":
+    print("hanging", flush=True)
+    import time
+    time.sleep(60)
+'''
+
+
+class Server:
+    """A preload server on a private socket, driven the way the runner drives it."""
+
+    def __init__(self, tmp_path, *target: str, preload: str = "json,decimal") -> None:
+        self.sock = str(tmp_path / "sock")
+        self.proc = subprocess.Popen(
+            [sys.executable, SERVER, "--socket", self.sock, "--preload", preload, *target],
+            cwd=str(tmp_path),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdout.readline() == b"ready\n", self.proc.stderr.read()
+
+    def spawn(self, env: dict, nice: int = 0) -> "Child":
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(self.sock)
+        msg = json.dumps({"env": env, "nice": nice}).encode() + b"\n"
+        socket.send_fds(conn, [msg], [stdin_r, stdout_w, stderr_w])
+        for fd in (stdin_r, stdout_w, stderr_w):
+            os.close(fd)
+        replies = conn.makefile("r")
+        first = replies.readline()
+        assert first.startswith("pid "), first
+        return Child(int(first.split()[1]), replies, conn, stdin_w, stdout_r, stderr_r)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+
+
+class Child:
+    def __init__(self, pid, replies, conn, stdin_w, stdout_r, stderr_r) -> None:
+        self.pid = pid
+        self.replies = replies
+        self.conn = conn
+        self.stdin = os.fdopen(stdin_w, "wb")
+        self.stdout = os.fdopen(stdout_r, "rb")
+        self.stderr = os.fdopen(stderr_r, "rb")
+
+    def status(self) -> int:
+        line = self.replies.readline()
+        assert line.startswith("exit "), line
+        return int(line.split()[1])
+
+    def finish(self) -> tuple:
+        """Closes stdin; (raw wait status, stdout, stderr)."""
+        self.stdin.close()
+        out, err = self.stdout.read().decode(), self.stderr.read().decode()
+        return self.status(), out, err
+
+
+@pytest.fixture
+def server(tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE)
+    s = Server(tmp_path, "--script", "probe.py")
+    yield s
+    s.close()
+
+
+def test_the_child_gets_exactly_the_given_environment(server):
+    env = worker_env(description="env", WORKER_MODEL="m")
+    status, out, _ = server.spawn(env).finish()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(out) == env
+
+
+def test_the_child_uses_the_pipes_it_was_given(server):
+    child = server.spawn(worker_env(description="echo"))
+    child.stdin.write(b'{"taskId":"t2"}\n')
+    child.stdin.flush()
+    status, out, err = child.finish()
+    assert (os.waitstatus_to_exitcode(status), out, err) == (0, 'got {"taskId":"t2"}\n', "to stderr\n")
+
+
+def test_the_child_leads_its_own_group_at_the_nice_value_with_modules_preloaded(server, tmp_path):
+    child = server.spawn(worker_env(description="identity"), nice=7)
+    status, out, _ = child.finish()
+    me = json.loads(out)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert me["pid"] == child.pid and me["pgid"] == child.pid
+    assert me["nice"] >= 7
+    assert me["preloaded"] and me["name"] == "__main__"
+    assert me["argv"] == ["probe.py"] and me["cwd"] == str(tmp_path)
+
+
+def test_exit_codes_and_crashes_are_reported_as_a_cold_start_would(server):
+    status, _, _ = server.spawn(worker_env(description="exit3")).finish()
+    assert os.waitstatus_to_exitcode(status) == 3
+    status, _, err = server.spawn(worker_env(description="raise")).finish()
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert "RuntimeError: probe failed on purpose" in err and "swarmq_preload" not in err.split("probe.py")[-1]
+
+
+def test_signalling_the_group_kills_the_child_and_the_server_reports_it(server):
+    child = server.spawn(worker_env(description="hang"))
+    assert child.stdout.readline() == b"hanging\n"
+    os.killpg(child.pid, signal.SIGTERM)
+    assert os.waitstatus_to_exitcode(child.status()) == -signal.SIGTERM
+
+
+def test_module_workers_run_as_python_m_would(tmp_path):
+    pkg = tmp_path / "probepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "work.py").write_text(PROBE)
+    s = Server(tmp_path, "--module", "probepkg.work", "--", "--flag")
+    try:
+        status, out, _ = s.spawn(worker_env(description="identity")).finish()
+    finally:
+        s.close()
+    me = json.loads(out)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert me["name"] == "__main__" and me["argv"][1:] == ["--flag"]
+    assert me["argv"][0].endswith(os.path.join("probepkg", "work.py"))
+
+
+def test_the_server_leaves_when_the_runner_does_and_children_live_on(server):
+    child = server.spawn(worker_env(description="echo"))
+    server.proc.stdin.close()
+    assert server.proc.wait(timeout=10) == 0
+    time.sleep(0.1)
+    os.kill(child.pid, 0)  # still there, still reading its stdin
+    child.stdin.write(b"bye\n")
+    child.stdin.close()
+    assert child.stdout.read() == b"got bye\n"
+
+
+def test_a_malformed_request_is_refused_and_the_server_goes_on(server):
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(server.sock)
+    conn.sendall(b"not json\n")
+    assert conn.recv(100) == b""
+    status, out, _ = server.spawn(worker_env(description="env")).finish()
+    assert os.waitstatus_to_exitcode(status) == 0 and out
