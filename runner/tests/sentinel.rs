@@ -25,6 +25,7 @@ async fn deploy(min_replicas: &str) -> Deployment {
 }
 
 async fn deploy_on(topology: SentinelTopology, min_replicas: &str) -> Deployment {
+    topology.guard_writes(min_replicas.parse().expect("a count"));
     let fixtures = tempfile::tempdir().unwrap();
     let mut env = topology.env();
     env.push((

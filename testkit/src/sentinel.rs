@@ -65,6 +65,17 @@ impl SentinelTopology {
         topology
     }
 
+    /// Makes every data node refuse writes while fewer than `n` replicas are attached and
+    /// current (`min-replicas-to-write`, lag 2 s): a frozen primary that comes back after a
+    /// failover then refuses writes (`NOREPLICAS`) instead of taking and publishing them until
+    /// Sentinel demotes it. The recommended companion of the durability option.
+    pub fn guard_writes(&self, n: u32) {
+        for node in &self.nodes {
+            node.cli(&["CONFIG", "SET", "min-replicas-to-write", &n.to_string()]);
+            node.cli(&["CONFIG", "SET", "min-replicas-max-lag", "2"]);
+        }
+    }
+
     /// Hands the initial primary over to the caller (to kill or freeze it as a plain
     /// [`RedisServer`]); node lookups then cover the replicas only.
     pub fn take_initial_primary(&mut self) -> RedisServer {

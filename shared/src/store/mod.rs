@@ -73,6 +73,9 @@ impl StoreError {
 /// See [`StoreError::is_unavailable`]; also what makes a Sentinel connection re-resolve.
 fn unavailable(e: &redis::RedisError) -> bool {
     e.is_io_error()
+        // A primary configured with min-replicas-to-write that has too few replicas (a stale
+        // primary that came back alone, or a new one before its replicas reattached).
+        || e.code() == Some("NOREPLICAS")
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

@@ -110,9 +110,13 @@ impl Env {
     }
 
     /// A primary, two replicas and three Sentinels; the daemons find the primary through the
-    /// Sentinels and wait for `min_acked` replicas on every transition.
+    /// Sentinels and wait for `min_acked` replicas on every transition (and the data nodes then
+    /// refuse writes with fewer replicas: `min-replicas-to-write`).
     async fn start_sentinel(min_acked: u32) -> Self {
         let mut topology = SentinelTopology::start(2).await;
+        if min_acked > 0 {
+            topology.guard_writes(min_acked);
+        }
         let primary = topology.take_initial_primary();
         let mut redis_env = topology.env();
         redis_env.push((
