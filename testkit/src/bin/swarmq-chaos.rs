@@ -52,6 +52,9 @@ struct Args {
     /// Only this scenario.
     #[arg(long)]
     only: Option<String>,
+    /// Not this scenario (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
     /// Also write the markdown table here.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -765,7 +768,7 @@ async fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     let mut failed = false;
     for name in SCENARIOS {
-        if args.only.as_deref().is_some_and(|o| o != name) {
+        if args.only.as_deref().is_some_and(|o| o != name) || args.skip.iter().any(|s| s == name) {
             continue;
         }
         let mut figures = Figures::default();
