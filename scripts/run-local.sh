@@ -49,8 +49,8 @@ echo "== Python virtualenv (.venv) with the worker's requirements"
 . scripts/python-env.sh
 ensure_python_env workers/requirements.txt
 
-echo "== building (release)"
-cargo build --release --quiet --bins
+echo "== building the coordinator, runner and CLI (release; the first build takes several minutes on 2 cores)"
+cargo build --release --quiet --bins -p swarmq-coordinator -p swarmq-runner -p swarmq-cli
 bin=$root/target/release
 
 if [ -z "${REDIS_URL:-}" ]; then

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: installs what the tests need (the Python
 # requirements, the npm Socket.IO client), builds the binaries, then runs the Rust unit and
 # integration tests (private redis-servers, real processes, real clients, headless Chromium for
-# the dashboard — installed with apt-get when missing) and pytest.
+# the dashboard — installed with apt-get when missing — and schemathesis fuzzing a coordinator
+# against its own OpenAPI document) and pytest.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # only Rust tests whose name contains NAME (no pytest)

@@ -234,7 +234,27 @@ def main(argv: list) -> tuple:
     server = Server(args.socket)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
-    return server.serve(), args
+    request = server.serve()
+    if request is None:
+        remove_private_dir(args.socket)
+    return request, args
+
+
+def remove_private_dir(sock: str) -> None:
+    """The runner is gone (maybe killed, without cleaning up): remove the private directory it
+    made for this server — the socket and this file — if that is where they are."""
+    directory = os.path.dirname(os.path.abspath(sock))
+    if not os.path.basename(directory).startswith("swarmq-preload-"):
+        return
+    for name in os.listdir(directory):
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
 
 
 def exit_status(exc: BaseException) -> int:

@@ -59,11 +59,11 @@ impl Api {
     }
 
     pub async fn cancel(&self, id: &str) -> anyhow::Result<Value> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/api/sessions/{id}/cancel"))),
-        )
-        .await
+        self.post(&format!("/api/sessions/{id}/cancel")).await
+    }
+
+    pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.post(self.url(path))).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {

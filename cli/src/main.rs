@@ -11,12 +11,26 @@
 //! `eprintln!` are shadowed below so that no control character or bidirectional override
 //! reaches the terminal raw (they show as `\u001B`, which is also a valid JSON escape).
 
-/// `std::println!`, with unsafe characters escaped (see `swarmq_shared::text`).
+/// `std::println!`, with unsafe characters escaped (see `swarmq_shared::text`), and quiet when
+/// the reader has gone (`swarmq list | head`): see [`print_line`].
 macro_rules! println {
-    () => { std::println!() };
+    () => { $crate::print_line("") };
     ($($arg:tt)*) => {
-        std::println!("{}", swarmq_shared::text::escape_for_terminal(&format!($($arg)*)))
+        $crate::print_line(&swarmq_shared::text::escape_for_terminal(&format!($($arg)*)))
     };
+}
+
+/// Writes one line to stdout. A closed pipe ends the program quietly with success, as `cat` or
+/// `grep` do, instead of the panic `std::println!` gives; any other write error is reported.
+fn print_line(line: &str) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            std::eprintln!("swarmq: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
 }
 
 /// `std::eprintln!`, with unsafe characters escaped.
@@ -91,6 +105,17 @@ enum Command {
     },
     /// Cancel a session: its workers are killed, no further TODO starts.
     Cancel { id: String },
+    /// Print a read-only link to a session's dashboard page: it shows that session (and only
+    /// it) to whoever has the link, until it expires. Needs the admin token.
+    Share {
+        id: String,
+        /// How long the link works, in seconds (default 7 days, at most 90).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+        /// Dashboard base URL, when it is not served by the coordinator at --url.
+        #[arg(long, env = "SWARMQ_DASHBOARD_URL")]
+        dashboard: Option<String>,
+    },
     /// Registered runners and the slots they use.
     Runners {
         #[arg(long)]
@@ -150,6 +175,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api.cancel(&id).await?;
             println!("cancelled {id}");
         }
+        Command::Share {
+            id,
+            ttl_secs,
+            dashboard,
+        } => share(&api, &id, ttl_secs, dashboard.as_deref()).await?,
         Command::Runners { json } => {
             let body = api.get("/api/runners").await?;
             if json {
@@ -273,4 +303,30 @@ pub fn one_line(text: &str, max: usize) -> String {
     } else {
         flat
     }
+}
+
+/// `swarmq share`: mints a share token and prints the dashboard link carrying it.
+async fn share(
+    api: &Api,
+    id: &str,
+    ttl_secs: Option<u64>,
+    dashboard: Option<&str>,
+) -> anyhow::Result<()> {
+    let query = ttl_secs
+        .map(|t| format!("?ttlSecs={t}"))
+        .unwrap_or_default();
+    let shared = api
+        .post(&format!("/api/sessions/{id}/share{query}"))
+        .await?;
+    let path = shared["path"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the coordinator's answer has no path"))?;
+    let base = dashboard.unwrap_or(api.base()).trim_end_matches('/');
+    println!("{base}{path}");
+    let expires = shared["expiresAt"].as_u64().unwrap_or_default();
+    let hours = expires.saturating_sub(swarmq_shared::now_ms() / 1000) / 3600;
+    eprintln!(
+        "read-only link to session {id}, valid {hours} h; revoke every link by rotating SWARMQ_SHARE_KEY"
+    );
+    Ok(())
 }

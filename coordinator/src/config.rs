@@ -9,6 +9,10 @@ use swarmq_shared::settings::CommonSettings;
 use crate::planner::{Limits, MAX_DESCRIPTION_CHARS};
 use crate::sessions::SessionLimits;
 
+/// Session creations a minute per client address when the API is open to other hosts without
+/// a token and `SWARMQ_CREATE_RATE_PER_MIN` is unset.
+pub const DEFAULT_OPEN_CREATE_RATE: u32 = 120;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlannerKind {
     /// Claude through the Anthropic Messages API (needs ANTHROPIC_API_KEY).
@@ -92,6 +96,16 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    /// Key signing share tokens (read-only links to one session). Unset: derived from
+    /// SWARMQ_API_TOKEN. Changing it revokes every share token it signed.
+    #[arg(long, env = "SWARMQ_SHARE_KEY", hide_env_values = true)]
+    pub share_key: Option<String>,
+
+    /// The share key before the last rotation: tokens it signed are still accepted (never
+    /// minted) until it is removed.
+    #[arg(long, env = "SWARMQ_SHARE_KEY_PREVIOUS", hide_env_values = true)]
+    pub share_key_previous: Option<String>,
+
     /// Bearer token protecting /metrics. Unset: /metrics is open.
     #[arg(long, env = "SWARMQ_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -102,10 +116,17 @@ pub struct Config {
     #[arg(long, env = "SWARMQ_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
 
-    /// Session creations allowed per client IP per minute on this coordinator (0 = unlimited);
-    /// beyond it POST /api/sessions answers 429 with retry-after.
-    #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN", default_value_t = 120)]
-    pub create_rate_per_min: u32,
+    /// Session creations allowed per client per minute, counted in Redis across all
+    /// coordinators (0 = unlimited); beyond it POST /api/sessions answers 429 with
+    /// Retry-After. A client is the API token when one is set, else the client address.
+    /// Unset: off with an API token or on loopback, 120 when the API is open to other hosts.
+    #[arg(long, env = "SWARMQ_CREATE_RATE_PER_MIN")]
+    pub create_rate_per_min: Option<u32>,
+
+    /// How long an `Idempotency-Key` is remembered after its first use (seconds): a retry
+    /// within it gets the first answer, after it the key is new again.
+    #[arg(long, env = "SWARMQ_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
 
     /// Proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated
     /// (e.g. 127.0.0.1,10.0.0.0/8). From them the client is the last untrusted hop; they are
@@ -197,6 +218,16 @@ impl Config {
     }
 
     /// What a session may ask for and how long it may take.
+    /// The creation limit in force: the setting, else off unless the API is open to other
+    /// hosts without a token (`SWARMQ_ALLOW_INSECURE`), where each address gets 120 a minute.
+    pub fn create_rate(&self, secured: bool, host: IpAddr) -> u32 {
+        match self.create_rate_per_min {
+            Some(n) => n,
+            None if secured || host.is_loopback() => 0,
+            None => DEFAULT_OPEN_CREATE_RATE,
+        }
+    }
+
     pub fn session_limits(&self) -> SessionLimits {
         SessionLimits {
             max_agents: self.max_agents,

@@ -10,6 +10,17 @@ use swarmq_shared::{SessionId, StoreError};
 
 use crate::sessions::CreateError;
 
+/// The body of every error answer (documentation of [`ApiError`]'s responses).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// What went wrong, for a person: names the field, limit or state at fault.
+    pub error: String,
+    /// The session the failure concerns, when one exists (a failed decomposition's `502`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -18,6 +29,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` reused for another request.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -30,12 +44,27 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
-    #[error("too many sessions created from this address; retry in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    #[error(
+        "too many sessions created: the limit is {limit} a minute per {by} (SWARMQ_CREATE_RATE_PER_MIN, counted across all coordinators); retry in {retry_after_secs} s"
+    )]
+    TooManyRequests {
+        retry_after_secs: u64,
+        limit: u32,
+        by: &'static str,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The 409 of cancelling a session that already finished.
+    pub fn cancel_finished(id: SessionId, status: swarmq_shared::SessionStatus) -> Self {
+        Self::Conflict(format!(
+            "session {id} is already {status}; only decomposing or running sessions can be cancelled"
+        ))
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -72,6 +101,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             Self::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
+            Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": m })),
             Self::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({ "error": m }))
             }
@@ -84,7 +114,9 @@ impl IntoResponse for ApiError {
                 json!({ "sessionId": session_id, "error": message }),
             ),
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({ "error": m })),
-            Self::TooManyRequests { retry_after_secs } => {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => {
                 let body = json!({ "error": self.to_string() });
                 let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
                 if let Ok(value) = retry_after_secs.to_string().parse() {

@@ -22,6 +22,7 @@ pub mod client_log;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod listener;
 pub mod memory;
 pub mod origin;
@@ -29,6 +30,7 @@ pub mod planner;
 pub mod ratelimit;
 pub mod realtime;
 pub mod sessions;
+pub mod share;
 pub mod state;
 pub mod token;
 
@@ -70,18 +72,28 @@ impl Application {
         let background = CancellationToken::new();
         let socket_limits = config.socket_limits();
         let relay = Relay::start(store.clone(), socket_limits, background.child_token());
+        let auth = Arc::new(share::Auth::new(
+            Token::from_setting(config.api_token.as_deref()),
+            config.share_key.as_deref(),
+            config.share_key_previous.as_deref(),
+        ));
         let tokens = http::Tokens {
-            api: Token::from_setting(config.api_token.as_deref()),
+            auth: auth.clone(),
             metrics: Token::from_setting(config.metrics_token.as_deref()),
         };
-        let secured = tokens.api.is_some();
-        let (socket_routes, sockets) =
-            realtime::routes(relay.clone(), tokens.api.clone(), socket_limits);
+        let secured = auth.required();
+        let (socket_routes, sockets) = realtime::routes(relay.clone(), auth.clone(), socket_limits);
+        let sessions = SessionService::new(store.clone(), planner, config.session_limits());
         let state = AppState {
-            sessions: SessionService::new(store.clone(), planner, config.session_limits()),
+            idempotency: idempotency::Idempotency::new(
+                sessions.clone(),
+                std::time::Duration::from_secs(config.idempotency_ttl_secs),
+            ),
+            sessions,
+            auth,
             store,
             relay,
-            create_limiter: Arc::new(ratelimit::RateLimiter::new(config.create_rate_per_min)),
+            create_limiter: ratelimit::RateLimiter::new(config.create_rate(secured, host), secured),
             trusted_proxies: Arc::new(proxies.clone()),
             metrics: swarmq_shared::metrics::install(),
         };
@@ -227,6 +239,7 @@ fn announce(
         prefix = %config.common.prefix,
         planner = %state.sessions.planner().describe(),
         api_token = if secured { "set" } else { "unset" },
+        create_rate_per_min = state.create_limiter.per_minute(),
         "coordinator ready"
     );
     Ok(())

@@ -1,68 +1,51 @@
-//! Per-client limit on session creation: a token bucket per IP (`SWARMQ_CREATE_RATE_PER_MIN`,
-//! burst of the same size), kept in memory per coordinator and pruned so it stays small.
+//! The limit on session creation (`SWARMQ_CREATE_RATE_PER_MIN`): per client — the API token
+//! when one is set (every holder of the one admin token counts together), else the client
+//! address (an IPv6 /64, see `client_addr`) — counted in Redis, so N coordinators behind a load
+//! balancer enforce one limit, not N.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use swarmq_shared::rate::TokenBucket;
+use swarmq_shared::Store;
 
-/// Clients remembered before the full buckets are forgotten (bounds the memory a flood of
-/// addresses can take).
-const MAX_CLIENTS: usize = 50_000;
+use crate::client_addr;
+use crate::error::ApiError;
 
+#[derive(Clone)]
 pub struct RateLimiter {
     per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    by_token: bool,
 }
 
 impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
+    /// `per_minute` 0 is off; `by_token`: an API token is required, so it names the client.
+    pub fn new(per_minute: u32, by_token: bool) -> Self {
         Self {
             per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            by_token,
         }
     }
 
-    /// `Ok` when `ip` may create a session now, else how long until it may.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// `Ok` when the client at `ip` may create a session now, else a 429 naming the limit.
+    pub async fn check(&self, store: &Store, ip: IpAddr) -> Result<(), ApiError> {
         if self.per_minute == 0 {
             return Ok(());
         }
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_CLIENTS {
-            // Forget clients whose bucket has refilled: they lose nothing.
-            buckets.retain(|_, bucket| !bucket.is_full_at(now));
+        let (client, by) = if self.by_token {
+            ("token".to_owned(), "API token")
+        } else {
+            (client_addr::limit_key(ip).to_string(), "client address")
+        };
+        match store.take_creation(&client, self.per_minute).await? {
+            None => Ok(()),
+            Some(wait) => Err(ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+                limit: self.per_minute,
+                by,
+            }),
         }
-        buckets
-            .entry(ip)
-            .or_insert_with(|| TokenBucket::per_minute(self.per_minute, now))
-            .take(now)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_burst_past_the_limit_is_refused_with_a_wait() {
-        let limiter = RateLimiter::new(3);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..3 {
-            assert!(limiter.check(ip).is_ok());
-        }
-        let wait = limiter.check(ip).unwrap_err();
-        assert!(
-            wait > Duration::from_secs(10) && wait <= Duration::from_secs(20),
-            "{wait:?}"
-        );
-        assert!(
-            limiter.check("10.0.0.2".parse().unwrap()).is_ok(),
-            "other clients unaffected"
-        );
-        assert!(RateLimiter::new(0).check(ip).is_ok());
     }
 }

@@ -95,7 +95,12 @@ fn parse_agent_count(value: Option<&Value>, max: u32) -> Result<u32, InvalidRequ
             Some(n) if n >= 1 && n <= i64::from(max) => Ok(n as u32),
             Some(_) => out_of_range(),
             None if n.as_u64().is_some() => out_of_range(),
-            None => invalid("agentCount must be an integer"),
+            // 3.0 is an integer to JSON Schema (and to JavaScript).
+            None => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f >= 1.0 && f <= f64::from(max) => Ok(f as u32),
+                Some(f) if f.fract() == 0.0 => out_of_range(),
+                _ => invalid("agentCount must be an integer"),
+            },
         },
         Some(_) => invalid("agentCount must be an integer"),
     }
@@ -146,23 +151,39 @@ impl SessionService {
     /// `decomposing` session that the watchdog fails after the deadline, never half a session.
     pub async fn create(&self, new: NewSession) -> Result<SessionId, CreateError> {
         let id = SessionId::new();
+        self.create_as(id, &new).await?;
+        Ok(id)
+    }
+
+    /// [`create`](Self::create) under a chosen id: `IdTaken` when a session with that id was
+    /// already recorded (by a concurrent retry of the same idempotent request), before any
+    /// decomposition — so two callers racing on one id decompose once.
+    pub async fn create_as(&self, id: SessionId, new: &NewSession) -> Result<(), CreateError> {
         let span =
             tracing::info_span!("create_session", session_id = %id, agents = new.agent_count);
         async {
-            self.record(id, &new).await?;
-            let descriptions = self.decompose(id, &new).await?;
+            self.record(id, new).await?;
+            let descriptions = self.decompose(id, new).await?;
             self.enqueue(id, descriptions, new.agent_count).await
         }
         .instrument(span)
-        .await?;
-        Ok(id)
+        .await
+    }
+
+    /// How long after its creation a session still `decomposing` is failed by the watchdog.
+    pub fn decompose_deadline(&self) -> Duration {
+        let timeout = self.limits.decompose_timeout;
+        timeout + timeout.min(WATCHDOG_GRACE_MAX)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The plan's steps 2–3: the session exists, `decomposing`, with a deadline.
     async fn record(&self, id: SessionId, new: &NewSession) -> Result<(), CreateError> {
         let created_at = now_ms();
-        let timeout = self.limits.decompose_timeout;
-        let deadline = created_at + (timeout + timeout.min(WATCHDOG_GRACE_MAX)).as_millis() as u64;
+        let deadline = created_at + self.decompose_deadline().as_millis() as u64;
         let init = InitSession {
             id,
             prompt: &new.prompt,

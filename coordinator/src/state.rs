@@ -13,8 +13,11 @@ use crate::sessions::SessionService;
 pub struct AppState {
     pub store: Store,
     pub sessions: SessionService,
+    pub idempotency: crate::idempotency::Idempotency,
     pub relay: Relay,
-    pub create_limiter: Arc<RateLimiter>,
+    /// Checks credentials and mints share tokens.
+    pub auth: Arc<crate::share::Auth>,
+    pub create_limiter: RateLimiter,
     /// Proxies whose X-Forwarded-For names the client (see `client_addr`).
     pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
     pub metrics: PrometheusHandle,

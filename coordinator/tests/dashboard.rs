@@ -600,3 +600,43 @@ async fn dashboard_sessions_page_lists_newest_first_and_pages_with_the_cursor() 
     assert_eq!(all, ids, "two pages show every session once");
     assert_nothing_executed(&mut browser, "main").await;
 }
+
+/// A share link (`swarmq share`'s `/sessions/<id>#share=<token>`) shows its session live to a
+/// browser that has no admin token; the page keeps the token in `sessionStorage` only and takes
+/// it out of the address bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_a_share_link_shows_its_session_without_the_admin_token() {
+    let admin = "dashboard-share-admin-token";
+    let cluster = Cluster::start_with(1, &fixture_worker(""), &[], &["--api-token", admin]).await;
+    let url = &cluster.coordinator.url;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{url}/api/sessions"))
+        .bearer_auth(admin)
+        .json(&json!({ "prompt": "lines:2; ok", "agentCount": 1 }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["sessionId"].as_str().expect("session id");
+    let shared: Value = http
+        .post(format!("{url}/api/sessions/{id}/share"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("share")
+        .json()
+        .await
+        .expect("json");
+    let mut browser = Browser::start("dashboard-share-link");
+    let link = format!("{url}{}", shared["path"].as_str().expect("path"));
+    browser.open("main", &link).await;
+    wait_page_finished(&mut browser, "main").await;
+    let token = shared["token"].as_str().expect("token");
+    assert_token_kept_only_in_session_storage(&mut browser, token).await;
+    let hash = browser.eval("main", "location.hash").await;
+    assert_eq!(hash, "", "the fragment is gone from the address bar");
+    assert_nothing_executed(&mut browser, "main").await;
+}

@@ -3,6 +3,15 @@
 
 const KEY = 'swarmq.apiToken';
 
+// A share link (`/sessions/<id>#share=<token>`, printed by `swarmq share`): its read-only
+// token is kept like a signed-in one, and taken out of the address bar at once so it is not
+// bookmarked or copied along with the page's URL. (A fragment never reaches a server.)
+const shared = new URLSearchParams(location.hash.slice(1)).get('share');
+if (shared) {
+  sessionStorage.setItem(KEY, shared);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
 export function token() {
   return sessionStorage.getItem(KEY) || '';
 }

@@ -34,8 +34,14 @@ function route() {
   } else if (path === '/cluster') {
     current = clusterView(ctx);
     page = 'cluster';
-  } else {
+  } else if (path === '/' || path === '/sessions') {
     current = sessionsView(ctx);
+  } else {
+    page = 'not-found';
+    fill(main, h('section', { class: 'not-found' },
+      h('h1', {}, 'Not found'),
+      h('p', {}, 'No page at ', h('code', {}, path), '. ',
+        h('a', { href: '/', 'data-nav': '' }, 'Back to the sessions'), '.')));
   }
   document.body.dataset.page = page;
   for (const a of document.querySelectorAll('nav a')) {

@@ -87,7 +87,7 @@ function chart(points) {
   };
   const total = done.reduce((a, b) => a + b, 0);
   return h('figure', {},
-    svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'TODOs completed per second and ready-queue depth' },
+    svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'TODOs completed per second and ready-queue depth' },
       line(ready, 'ready'), line(done, 'done')),
     h('figcaption', {},
       h('span', { class: 'key done' }, `TODOs completed/s (max ${Math.max(0, ...done)}, ${total} in 5 min)`),

@@ -171,18 +171,23 @@ class SessionPage {
       statusBadge(s.status),
       h('progress', { value: done, max: Math.max(1, s.todos.length) }),
       h('span', { class: 'count', id: 'progress' }, `${done}/${s.todos.length} TODOs done`),
-      h('span', { class: 'muted' }, ` · ${s.agentCount} agents · `),
-      h('span', { class: 'prompt-text' }, s.prompt),
+      h('span', { class: 'muted' }, ` · ${s.agentCount} ${s.agentCount === 1 ? 'agent' : 'agents'}`),
+      h('p', { class: 'prompt-text' }, s.prompt),
       s.error ? h('div', { class: 'error', id: 'session-error' }, s.error) : null);
     this.el.cancel.hidden = !(s.status === 'running' || s.status === 'decomposing');
   }
 
   renderBoard() {
+    // A cancelled or failed session runs nothing more: its unfinished TODOs stay as they were
+    // recorded (the API keeps their status) and are shown as not run.
+    const ended = this.session.status === 'cancelled' || this.session.status === 'failed';
     const columns = COLUMNS.map((status) => {
       const todos = this.session.todos.filter((t) => t.status === status);
+      const notRun = ended && (status === 'pending' || status === 'assigned') && todos.length > 0;
       return h('section', { class: `column c-${status}`, 'data-column': status },
-        h('h3', {}, status, ' ', h('span', { class: 'count' }, String(todos.length))),
-        todos.map(todoCard));
+        h('h3', {}, status, ' ', h('span', { class: 'count' }, String(todos.length)),
+          notRun ? h('span', { class: 'muted small not-run-note' }, ` not run (session ${this.session.status})`) : null),
+        todos.map((t) => todoCard(t, notRun)));
     });
     fill(this.el.board, ...columns);
   }
@@ -253,8 +258,8 @@ function logRow(e) {
     h('td', { class: 'mono data' }, JSON.stringify(e.data)));
 }
 
-function todoCard(t) {
-  return h('article', { class: 'todo', 'data-todo': t.id, 'data-status': t.status },
+function todoCard(t, notRun) {
+  return h('article', { class: notRun ? 'todo not-run' : 'todo', 'data-todo': t.id, 'data-status': t.status },
     h('p', { class: 'desc' }, t.description),
     t.assignedTo ? h('p', { class: 'muted small' }, `agent ${shortId(t.assignedTo)}`) : null,
     t.result ? h('p', { class: 'result' }, t.result) : null,
@@ -349,7 +354,8 @@ class AgentCard {
 
 // The agent's screen: embedded only when its URL is http(s); anything else is shown as text.
 function streamView(raw) {
-  if (!raw) return [];
+  // about:blank is how a worker says it has no screen (the offline demo does).
+  if (!raw || raw === 'about:blank') return [];
   const url = httpUrl(raw);
   if (!url) return [h('p', { class: 'small unsafe-url' }, 'stream (not embedded): ', h('code', {}, raw))];
   return [

@@ -83,7 +83,14 @@ function createForm(ctx) {
   const agentsError = h('p', { class: 'error field-error', id: 'agentCount-error', hidden: true });
   const formError = h('p', { class: 'error', id: 'form-error', hidden: true });
   const button = h('button', { type: 'submit', id: 'create' }, 'Start swarm');
-  const show = (el, msg) => { el.textContent = msg || ''; el.hidden = !msg; };
+  const show = (el, msg) => {
+    el.textContent = msg || '';
+    el.hidden = !msg;
+    const field = el === promptError ? prompt : el === agentsError ? agents : null;
+    if (field) field.setAttribute('aria-invalid', msg ? 'true' : 'false');
+  };
+  prompt.setAttribute('aria-describedby', 'prompt-error');
+  agents.setAttribute('aria-describedby', 'agentCount-error');
   const submit = async (e) => {
     e.preventDefault();
     [promptError, agentsError, formError].forEach((el) => show(el, ''));

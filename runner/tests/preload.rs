@@ -116,3 +116,48 @@ async fn a_burst_with_no_start_limit_is_served_by_one_server() {
     );
     Start::Preload.check(&cluster);
 }
+
+/// The value of metric `name` in a Prometheus text page, if present.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_reports_what_an_agent_and_the_server_cost_in_memory() {
+    let addr = format!("127.0.0.1:{}", swarmq_testkit::redis::free_port());
+    let cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[
+            Start::Preload.env(),
+            ("SWARMQ_RUNNER_SLOTS", "2"),
+            ("SWARMQ_RUNNER_HTTP", &addr),
+            ("SWARMQ_PRELOAD_MODULES", "json"),
+        ],
+    )
+    .await;
+    let id = cluster.api().create_ok("hang; hang", 2).await;
+    starts_reach(&cluster, 2).await;
+    let api = cluster.api();
+    // Sampled every 10 s: wait for a sample taken while the two workers run.
+    let (agent, server) = wait_for(Duration::from_secs(60), "memory metrics", || {
+        let request = api.raw().get(format!("http://{addr}/metrics")).send();
+        async move {
+            let page = request.await.ok()?.text().await.ok()?;
+            let agent = metric(&page, "swarmq_worker_pss_bytes")?;
+            Some((agent, metric(&page, "swarmq_worker_server_pss_bytes")?))
+        }
+    })
+    .await;
+    assert!(
+        agent > 100_000.0 && server > agent,
+        "agent {agent} B, server {server} B"
+    );
+    let (status, _) = cluster
+        .api()
+        .post_json(&format!("/api/sessions/{id}/cancel"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+}

@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{AgentId, SessionId, TodoId};
 use crate::model::{SessionStatus, Todo};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskAssigned {
     pub todo_id: TodoId,
     pub agent_id: AgentId,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskCompleted {
     pub todo_id: TodoId,
@@ -31,7 +31,7 @@ pub struct TaskCompleted {
 }
 
 /// `task:failed` (attempts exhausted) and `task:retry` (the TODO went back to pending).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskFailed {
     pub todo_id: TodoId,
@@ -40,7 +40,7 @@ pub struct TaskFailed {
     pub attempts: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentThinking {
     pub agent_id: AgentId,
@@ -48,7 +48,7 @@ pub struct AgentThinking {
     pub timestamp: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentReasoning {
     pub agent_id: AgentId,
@@ -56,7 +56,7 @@ pub struct AgentReasoning {
     pub timestamp: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStreamReady {
     pub agent_id: AgentId,
@@ -64,7 +64,7 @@ pub struct AgentStreamReady {
     pub stream_url: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentTerminated {
     pub agent_id: AgentId,
@@ -72,7 +72,7 @@ pub struct AgentTerminated {
 
 /// Sent exactly once per session, last. `status` (additive) tells `completed` from `failed` and
 /// `cancelled`; old clients only read `sessionId`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionComplete {
     pub session_id: SessionId,
@@ -97,6 +97,10 @@ macro_rules! events {
         impl Event {
             /// Every event name, in the order of the table.
             pub const NAMES: &[&str] = &[$($name),+];
+
+            /// The payload type of each event in [`NAMES`](Self::NAMES), by name: its schema's
+            /// name in the OpenAPI document (`seq` comes on top).
+            pub const PAYLOADS: &[&str] = &[$(stringify!($payload)),+];
 
             /// The Socket.IO event name (the serde tag).
             pub fn name(&self) -> &'static str {

@@ -83,6 +83,21 @@ impl Keys {
         self.global("control")
     }
 
+    /// STRING (JSON) of one `Idempotency-Key`: the request it was first sent with and, once
+    /// known, the answer (`store::idempotency`). Expires `SWARMQ_IDEMPOTENCY_TTL_SECS` after the
+    /// first use. Untagged, so keys spread over a Cluster; the key's text is checked to hold
+    /// no braces.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
+    /// STRING counter of the sessions one client created in the current minute
+    /// (`SWARMQ_CREATE_RATE_PER_MIN`), expiring with the minute. `client` is `token` or an
+    /// address (an IPv6 /64), never braces.
+    pub fn create_rate(&self, client: &str) -> String {
+        format!("{}:rate:create:{client}", self.prefix)
+    }
+
     pub fn session(&self, id: SessionId) -> SessionKeys {
         SessionKeys {
             base: format!("{}:{{{id}}}:", self.prefix),

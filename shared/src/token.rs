@@ -23,6 +23,11 @@ impl Token {
         setting.filter(|t| !t.is_empty()).map(Self::new)
     }
 
+    /// The secret itself (to derive other keys from it).
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
     pub fn matches(&self, candidate: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
         let mut diff = a.len() ^ b.len();

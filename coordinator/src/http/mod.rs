@@ -2,7 +2,9 @@
 
 mod body;
 mod cluster;
+pub mod openapi;
 mod sessions;
+mod socketio_doc;
 mod ui;
 
 use axum::Router;
@@ -21,10 +23,11 @@ use crate::state::AppState;
 /// Largest accepted request body. A prompt at the default limit is well under it.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// Optional tokens: `/api/*` (and Socket.IO) with `api`, `/metrics` with `metrics`.
-#[derive(Clone, Default)]
+/// Credentials: `/api/*` (and Socket.IO) checked by `auth` (the admin token, share tokens),
+/// `/metrics` with `metrics`.
+#[derive(Clone)]
 pub struct Tokens {
-    pub api: Option<Token>,
+    pub auth: std::sync::Arc<crate::share::Auth>,
     pub metrics: Option<Token>,
 }
 
@@ -32,10 +35,10 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     let mut api = Router::new()
         .merge(sessions::router())
         .merge(cluster::router());
-    if let Some(token) = tokens.api {
+    if tokens.auth.required() {
         api = api.route_layer(middleware::from_fn_with_state(
-            token,
-            crate::token::require_bearer,
+            tokens.auth,
+            crate::share::authorize,
         ));
     }
     let mut metrics = probes::metrics_routes(state.metrics.clone());
@@ -47,6 +50,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     }
     Router::new()
         .merge(api)
+        .merge(openapi::router())
         .merge(metrics)
         .merge(probes::health_routes(state.store.clone(), None))
         .merge(ui::router())
@@ -64,8 +68,22 @@ async fn count_responses(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
+/// An unknown path: a browser asking for a page gets the dashboard (which says "not found" with
+/// its navigation), status 404; everything else gets the API's JSON error.
+async fn not_found(request: Request) -> Response {
+    let wants_page = request.method() == axum::http::Method::GET
+        && !request.uri().path().starts_with("/api/")
+        && request
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+    if wants_page {
+        let mut page = ui::page().await;
+        *page.status_mut() = StatusCode::NOT_FOUND;
+        return page;
+    }
+    ApiError::NotFound("no such route".into()).into_response()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {

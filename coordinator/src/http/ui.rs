@@ -87,10 +87,10 @@ fn content_hash() -> String {
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(index))
-        .route("/sessions", get(index))
-        .route("/sessions/{id}", get(index))
-        .route("/cluster", get(index))
+        .route("/", get(page))
+        .route("/sessions", get(page))
+        .route("/sessions/{id}", get(page))
+        .route("/cluster", get(page))
         .route("/ui/{hash}/{*path}", get(asset))
 }
 
@@ -111,7 +111,8 @@ fn secured(mut response: Response) -> Response {
     response
 }
 
-async fn index() -> Response {
+/// The dashboard's page (every browser route serves it; the page routes by path).
+pub(super) async fn page() -> Response {
     secured(
         (
             [

@@ -27,6 +27,8 @@ use super::{EioSocket, Limits, protocol};
 pub struct Conn {
     /// The Socket.IO socket id, set when the client connected to the namespace.
     socket_id: OnceLock<Sid>,
+    /// What its CONNECT's token grants (set with `socket_id`).
+    access: OnceLock<crate::share::Access>,
     /// Set once when the relay evicts the connection: nothing more is sent to it.
     evicted: AtomicBool,
     /// Set when the connection closed (or was evicted): a room must not admit it any more.
@@ -39,8 +41,17 @@ impl Conn {
     }
 
     /// Marks the namespace connection made; false if it already was.
-    pub fn connect(&self, id: Sid) -> bool {
+    pub fn connect(&self, id: Sid, access: crate::share::Access) -> bool {
+        let _ = self.access.set(access);
         self.socket_id.set(id).is_ok()
+    }
+
+    /// A share token's connection joins only its session's room.
+    pub fn may_join(&self, session: swarmq_shared::SessionId) -> bool {
+        match self.access.get() {
+            Some(crate::share::Access::Share(own)) => *own == session,
+            _ => true,
+        }
     }
 
     pub fn is_connected(&self) -> bool {

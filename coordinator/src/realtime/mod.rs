@@ -74,10 +74,10 @@ pub struct Limits {
 /// every connection at shutdown).
 pub fn routes(
     relay: Relay,
-    token: Option<crate::token::Token>,
+    auth: Arc<crate::share::Auth>,
     limits: Limits,
 ) -> (Router, Arc<Engine>) {
-    let server = Arc::new(Server::new(relay, token, limits));
+    let server = Arc::new(Server::new(relay, auth, limits));
     let config = engine::Config {
         ping_interval: PING_INTERVAL,
         ping_timeout: PING_TIMEOUT,

@@ -16,20 +16,20 @@ use super::member::Conn;
 use super::protocol::{self, Incoming};
 use super::relay::Relay;
 use super::{EioSocket, Limits};
-use crate::token::Token;
+use crate::share::{Access, Auth};
 
 /// Handles every Engine.IO session of this coordinator as a Socket.IO connection.
 pub struct Server {
     relay: Relay,
-    token: Option<Token>,
+    auth: Arc<Auth>,
     limits: Limits,
 }
 
 impl Server {
-    pub fn new(relay: Relay, token: Option<Token>, limits: Limits) -> Self {
+    pub fn new(relay: Relay, auth: Arc<Auth>, limits: Limits) -> Self {
         Self {
             relay,
-            token,
+            auth,
             limits,
         }
     }
@@ -62,26 +62,27 @@ impl Server {
             let _ = socket.emit(protocol::connect_error("Invalid namespace"));
             return client_error(socket, "unknown namespace", false);
         }
-        if let Err(message) = self.check_token(auth.as_ref()) {
-            let _ = socket.emit(protocol::connect_error(message));
-            return client_error(socket, "refused token", false);
-        }
+        let access = match self.check_token(auth.as_ref()) {
+            Ok(access) => access,
+            Err(message) => {
+                let _ = socket.emit(protocol::connect_error(message));
+                return client_error(socket, "refused token", false);
+            }
+        };
         let id = Sid::new();
-        if Conn::of(socket).connect(id) {
+        if Conn::of(socket).connect(id, access) {
             metrics::gauge!("swarmq_socket_connections").increment(1.0);
             let _ = socket.emit(protocol::connected(id));
         }
     }
 
-    /// With `SWARMQ_API_TOKEN` set, the CONNECT must carry `auth: {token}`.
-    fn check_token(&self, auth: Option<&Value>) -> Result<(), &'static str> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        match auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
-            Some(presented) if token.matches(presented) => Ok(()),
-            Some(_) => Err("invalid token"),
-            None => Err("missing token: connect with auth: {token}"),
+    /// With `SWARMQ_API_TOKEN` set, the CONNECT must carry `auth: {token}`: the admin token,
+    /// or a share token (then only its session can be joined).
+    fn check_token(&self, auth: Option<&Value>) -> Result<Access, &'static str> {
+        let presented = auth.and_then(|a| a.get("token")).and_then(Value::as_str);
+        match self.auth.check(presented, crate::share::now_secs()) {
+            Err("missing token") => Err("missing token: connect with auth: {token}"),
+            other => other,
         }
     }
 
@@ -93,6 +94,10 @@ impl Server {
         };
         let request = JoinPayload::parse(payload);
         match (name, request) {
+            ("session:join", Ok(req)) if !Conn::of(socket).may_join(req.session) => {
+                client_error(socket, "join outside a share token's session", false);
+                answer(json!({ "ok": false, "error": crate::share::SCOPE }));
+            }
             ("session:join", Ok(req)) => {
                 // The relay answers the ack itself, in order with the replay.
                 self.relay.join(socket.clone(), req.session, req.since, ack);

@@ -21,6 +21,8 @@
 
 mod conn;
 mod hashes;
+pub mod idempotency;
+mod rate;
 mod runners;
 mod sessions;
 mod stats;

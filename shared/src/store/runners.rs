@@ -175,7 +175,7 @@ impl Store {
 }
 
 /// Live runners and their slots, summed (for `/api/stats` and the gauges).
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct RunnerTotals {
     pub live: u64,
     pub slots: u64,

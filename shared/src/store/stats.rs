@@ -15,7 +15,7 @@ pub const STATS_TTL_SECS: i64 = 15 * 60;
 pub const MAX_SERIES_SECS: u64 = 10 * 60;
 
 /// One second of the series.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsPoint {
     /// Unix seconds.

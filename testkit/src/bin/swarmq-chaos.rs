@@ -27,8 +27,8 @@ use swarmq_shared::{Keys, SessionId, Store};
 use swarmq_testkit::invariants::{Recorded, check_client_saw_all, check_finished, recorded};
 use swarmq_testkit::redis::free_port;
 use swarmq_testkit::{
-    CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, SentinelTopology, StalledClient,
-    Watcher, fixture_worker,
+    Api, CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, SentinelTopology,
+    StalledClient, Watcher, fixture_worker,
 };
 
 const SCENARIOS: [&str; 10] = [
@@ -226,6 +226,57 @@ impl Env {
         }
         ids
     }
+}
+
+/// Session creations in flight when coordinator-sigkill kills the coordinator.
+const KEYED_POSTS: usize = 6;
+
+/// `POST /api/sessions` number `i` of coordinator-sigkill, with `Idempotency-Key: late-<i>`:
+/// its status and body, or `None` when the connection died.
+async fn keyed_post(api: Api, i: usize) -> Option<(u16, serde_json::Value)> {
+    let body = serde_json::json!({ "prompt": format!("late {i}; b"), "agentCount": 2 });
+    let response = api
+        .raw()
+        .post(format!("{}/api/sessions", api.base))
+        .header("Idempotency-Key", format!("late-{i}"))
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+/// After the restart, each keyed POST again, as a client retrying: it must get a session id
+/// (201, or 502 for one failed by the watchdog), and each key exactly one session.
+async fn retry_keyed_posts(api: &Api, store: &Store, figures: &mut Figures) -> anyhow::Result<()> {
+    let mut retried = Vec::new();
+    for i in 0..KEYED_POSTS {
+        match keyed_post(api.clone(), i).await {
+            Some((201 | 502, body)) => {
+                retried.push((i, body["sessionId"].as_str().unwrap_or_default().to_owned()));
+            }
+            other => figures
+                .violations
+                .push(format!("retry of late-{i} answered {other:?}")),
+        }
+    }
+    let page = store.list_sessions(100, None).await?;
+    for (i, id) in retried {
+        let prompt = format!("late {i}; b");
+        let sessions: Vec<String> = page
+            .sessions
+            .iter()
+            .filter(|s| s.prompt == prompt)
+            .map(|s| s.id.to_string())
+            .collect();
+        if sessions != [id.clone()] {
+            figures.violations.push(format!(
+                "key late-{i}: retry got {id}, sessions for it: {sessions:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A mix of short sessions: several TODOs per agent, some printing lines.
@@ -443,17 +494,9 @@ async fn run_once(
             // POSTs in flight (slow model) when the coordinator dies; then it comes back on the
             // same port and its clients reconnect.
             let api = env.coordinator.api();
-            let posts: Vec<_> = (0..6)
-                .map(|i| {
-                    let api = api.clone();
-                    // These die with the coordinator: a connection error is expected.
-                    tokio::spawn(async move {
-                        let body = serde_json::json!({ "prompt": format!("late {i}; b"), "agentCount": 2 });
-                        let response = api.raw().post(format!("{}/api/sessions", api.base)).json(&body).send().await.ok()?;
-                        let status = response.status().as_u16();
-                        Some((status, response.json::<serde_json::Value>().await.ok()?))
-                    })
-                })
+            // These die with the coordinator: a connection error is expected.
+            let posts: Vec<_> = (0..KEYED_POSTS)
+                .map(|i| tokio::spawn(keyed_post(api.clone(), i)))
                 .collect();
             tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
             env.coordinator.process.signal(Signal::SIGKILL);
@@ -484,6 +527,8 @@ async fn run_once(
             )
             .await;
             recovery = killed.elapsed();
+            // Every POST retried with its key: one session per key, whatever the first got.
+            retry_keyed_posts(&env.coordinator.api(), &store, figures).await?;
             // Sessions the dead coordinator had started are in the index; all must end.
             let page = store.list_sessions(100, None).await?;
             for s in page.sessions {
