@@ -31,7 +31,8 @@ pub struct CommonSettings {
     #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
     pub redis_sentinel_password: Option<String>,
 
-    /// Password of the Redis data nodes with REDIS_SENTINELS (else the one in REDIS_URL).
+    /// Password of the Redis data nodes with REDIS_SENTINELS (else the one in REDIS_URL);
+    /// ignored without REDIS_SENTINELS.
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
 

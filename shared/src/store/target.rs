@@ -60,13 +60,8 @@ impl RedisTarget {
         })?;
         let sentinels = parse_sentinels(sentinels)?;
         if sentinels.is_empty() {
-            if password.is_some() {
-                return Err(
-                    "REDIS_PASSWORD is only read with REDIS_SENTINELS; put the password \
-                            in REDIS_URL"
-                        .into(),
-                );
-            }
+            // REDIS_PASSWORD is not read here: REDIS_URL carries the password (the Compose file
+            // builds it from REDIS_PASSWORD, which its env_file may pass along as well).
             return Ok(Self::Single(url.to_owned()));
         }
         let master = master
