@@ -38,7 +38,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use swarmq_shared::telemetry::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -236,7 +235,7 @@ fn announce(
     }
     tracing::info!(
         addr = %addr,
-        redis = %redact_url(&config.common.redis_url),
+        redis = %config.common.redis_description(),
         prefix = %config.common.prefix,
         planner = %state.sessions.planner().describe(),
         api_token = if secured { "set" } else { "unset" },

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use redis::aio::PubSub;
 use swarmq_shared::backoff::Backoff;
+use swarmq_shared::store::PrimaryWatch;
 use swarmq_shared::{SessionId, SessionStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +19,7 @@ use crate::ctx::Ctx;
 pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
     let mut backoff = Backoff::redis_reconnect();
     loop {
+        let mut moved = ctx.store.primary_watch();
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
             p = subscribe(&ctx) => p,
@@ -31,7 +33,7 @@ pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
         backoff.reset();
         // Anything cancelled while we were not listening.
         check_sessions(&ctx).await;
-        if dispatch(&ctx, pubsub, &stop).await.is_break() {
+        if dispatch(&ctx, pubsub, &mut moved, &stop).await.is_break() {
             return;
         }
         tracing::warn!("control channel lost, reconnecting");
@@ -54,12 +56,19 @@ async fn subscribe(ctx: &Ctx) -> Option<PubSub> {
     Some(pubsub)
 }
 
-/// Acts on each control message until the connection drops (`Continue`) or `stop` (`Break`).
-async fn dispatch(ctx: &Ctx, mut pubsub: PubSub, stop: &CancellationToken) -> ControlFlow<()> {
+/// Acts on each control message until the connection drops or the Redis primary moves
+/// (`Continue`), or `stop` (`Break`).
+async fn dispatch(
+    ctx: &Ctx,
+    mut pubsub: PubSub,
+    moved: &mut PrimaryWatch,
+    stop: &CancellationToken,
+) -> ControlFlow<()> {
     let mut messages = pubsub.on_message();
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return ControlFlow::Break(()),
+            _ = moved.moved() => return ControlFlow::Continue(()),
             m = messages.next() => m,
         };
         let Some(message) = message else {

@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use swarmq_shared::backoff::Backoff;
-use swarmq_shared::telemetry::redact_url;
 use swarmq_shared::transitions::RequeueJob;
 use swarmq_shared::{AgentJob, RunnerId};
 use tokio::task::JoinSet;
@@ -120,7 +119,7 @@ impl Runner {
             worker_nice = config.worker_nice,
             max_starting = ?config.max_starting(),
             cwd = %ctx.spec.cwd.display(),
-            redis = %redact_url(&config.common.redis_url),
+            redis = %config.common.redis_description(),
             "runner starting"
         );
         let background = CancellationToken::new();
@@ -195,6 +194,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
     let mut backoff = Backoff::new(Duration::from_millis(100), CLAIM_RECONNECT_MAX);
     // The job this slot finished, still in the claimed list: removed with the next claim.
     let mut finished: Option<String> = None;
+    let mut moved = ctx.store.primary_watch();
     loop {
         if ctx.draining.is_cancelled() {
             break;
@@ -215,6 +215,12 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
         let claimed = tokio::select! {
             r = c.claim(finished.as_deref()) => r,
             _ = ctx.draining.cancelled() => break,
+            // Behind Sentinel: a BLMOVE parked on a frozen old primary would wait out its
+            // timeout; whatever it moves there is discarded when that node is demoted.
+            _ = moved.moved() => {
+                claimer = None;
+                continue;
+            }
         };
         match claimed {
             Ok(job) => {

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod procs;
 pub mod redis;
+pub mod sentinel;
 pub mod sessions;
 pub mod stalled;
 pub mod start;
@@ -30,6 +31,7 @@ pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, Process, RunnerProcess};
 pub use redis::RedisServer;
+pub use sentinel::SentinelTopology;
 pub use stalled::StalledClient;
 pub use start::Start;
 

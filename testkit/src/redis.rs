@@ -14,6 +14,8 @@ pub struct RedisServer {
     tls: bool,
     /// `appendfsync`: "always" (tests) or "everysec" (benchmarks, as deploy/docker-compose.yml).
     fsync: &'static str,
+    /// Further `--flag value` arguments (`--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -29,15 +31,39 @@ impl RedisServer {
     }
 
     fn start_with_fsync(fsync: &'static str) -> Self {
+        Self::start_with_args(fsync, &[], None)
+    }
+
+    /// A node of a replicated deployment: `replica_of` a primary's port, or a primary. Any node
+    /// may be promoted, so each syncs replicas at once (no 5 s diskless-sync delay).
+    pub fn start_node(replica_of: Option<u16>) -> Self {
+        Self::start_node_with_password(replica_of, None)
+    }
+
+    /// `start_node` requiring `password` (and using it to authenticate to its primary).
+    pub fn start_node_with_password(replica_of: Option<u16>, password: Option<&str>) -> Self {
+        let mut args = vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()];
+        if let Some(port) = replica_of {
+            args.extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+        }
+        if let Some(p) = password {
+            args.extend(["--masterauth".into(), p.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_with_args("always", &args, password)
+    }
+
+    fn start_with_args(fsync: &'static str, extra: &[&str], password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut server = Self {
             port,
             dir,
             child: None,
-            password: None,
+            password: password.map(str::to_owned),
             tls: false,
             fsync,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         server.launch();
         server
@@ -75,6 +101,7 @@ impl RedisServer {
             password: Some(password.to_owned()),
             tls,
             fsync: "always",
+            extra: Vec::new(),
         };
         server.launch();
         server
@@ -137,6 +164,7 @@ impl RedisServer {
                 self.fsync,
             ])
             .args(["--logfile", "redis.log"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -174,6 +202,15 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the running server.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
         }
     }
 

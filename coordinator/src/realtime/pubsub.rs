@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use swarmq_shared::backoff::Backoff;
+use swarmq_shared::store::PrimaryWatch;
 use swarmq_shared::{Keys, SessionId, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,7 @@ pub(super) async fn run(
     };
     let mut reconnecting = false;
     loop {
+        let mut moved = store.primary_watch();
         let Some((sink, stream)) = connect(&store, &mut subs, &mut commands, &shutdown).await
         else {
             return;
@@ -75,7 +77,8 @@ pub(super) async fn run(
             }
         }
         reconnecting = true;
-        let served = serve(sink, stream, &relay, &mut subs, &mut commands, &shutdown).await;
+        let streams = (sink, stream, &mut moved);
+        let served = serve(streams, &relay, &mut subs, &mut commands, &shutdown).await;
         if served.is_break() {
             return;
         }
@@ -142,8 +145,7 @@ async fn absorb_commands_for(
 /// Dispatches messages to rooms and applies room commands until the connection is lost
 /// (`Continue`) or the relay stops (`Break`).
 async fn serve(
-    mut sink: PubSubSink,
-    mut stream: PubSubStream,
+    (mut sink, mut stream, moved): (PubSubSink, PubSubStream, &mut PrimaryWatch),
     relay: &Weak<Inner>,
     subs: &mut Subscriptions,
     commands: &mut Commands,
@@ -152,6 +154,10 @@ async fn serve(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return ControlFlow::Break(()),
+            _ = moved.moved() => {
+                tracing::warn!("relay: the Redis primary moved, resubscribing there");
+                return ControlFlow::Continue(());
+            }
             message = stream.next() => {
                 let Some(message) = message else { return ControlFlow::Continue(()) };
                 let Some(relay) = relay.upgrade() else { return ControlFlow::Break(()) };

@@ -6,18 +6,33 @@
 //! connection each ([`Claimer`]), never shared, with a response timeout longer than the block
 //! (redis 1.x's default 500 ms timeout would answer "timed out" while Redis still moves the
 //! job later, stranding it). Pub/sub connections come from [`Store::pubsub`].
+//!
+//! Where those connections go is the [`RedisTarget`]: one URL, or the primary a set of
+//! Sentinels names (`target`); behind Sentinel the command connection follows failovers by
+//! itself (`conn`).
+//!
+//! Durability (`SWARMQ_REDIS_MIN_REPLICAS_ACKED` = n > 0): a [`Transition::durable`] transition
+//! is pipelined with `WAIT n timeout` on the same connection, and fails as
+//! [`StoreError::NotReplicated`] (unavailable: 503, or retried by the runner) when fewer than n
+//! replicas acknowledged it. The transition did run on the primary; every transition is safe
+//! to run again (fencing tokens, "already recorded" answers), so a retry neither loses nor
+//! duplicates it. On the shared multiplexed connection WAIT covers every write sent on it so
+//! far, which only makes it stricter.
 
+mod conn;
 mod hashes;
 pub mod idempotency;
 mod rate;
 mod runners;
 mod sessions;
 mod stats;
+mod target;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::FromRedisValue;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
 
 use crate::ids::SessionId;
 use crate::keys::Keys;
@@ -27,6 +42,10 @@ use crate::transitions::{self, Snapshot, Transition};
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
 pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
+pub use target::{RedisTarget, SentinelTarget};
+
+use conn::Conn;
+use target::Target;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +54,10 @@ pub enum StoreError {
     /// Redis answered, but not with what the schema promises (a hand-edited key, a version skew).
     #[error("unexpected data in redis: {0}")]
     Corrupt(String),
+    /// Durability on: the primary ran the transition but fewer than `wanted` replicas
+    /// acknowledged it in time. Unavailable: the caller retries (every transition may run again).
+    #[error("only {acked} of {wanted} replicas acknowledged the write in time")]
+    NotReplicated { acked: u64, wanted: u64 },
 }
 
 impl StoreError {
@@ -42,24 +65,31 @@ impl StoreError {
     /// worth a 503, unlike a corrupt reply.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_unrecoverable_error()
-                    || matches!(
-                        e.kind(),
-                        redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-                            | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
-                            | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
-                            | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
-                            | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-                    )
-            }
+            Self::Redis(e) => unavailable(e),
             Self::Corrupt(_) => false,
+            Self::NotReplicated { .. } => true,
         }
     }
+}
+
+/// See [`StoreError::is_unavailable`]; also what makes a Sentinel connection re-resolve.
+fn unavailable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        // A primary configured with min-replicas-to-write that has too few replicas (a stale
+        // primary that came back alone, or a new one before its replicas reattached).
+        || e.code() == Some("NOREPLICAS")
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        )
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -74,6 +104,10 @@ pub struct StoreOptions {
     pub events_maxlen: u64,
     /// How long an ordinary command may take before it counts as failed.
     pub response_timeout: Duration,
+    /// Replicas that must acknowledge each durable transition (0: do not wait).
+    pub min_replicas_acked: u64,
+    /// How long to wait for them (`WAIT`'s timeout).
+    pub wait_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -81,31 +115,57 @@ impl Default for StoreOptions {
         Self {
             events_maxlen: 10_000,
             response_timeout: Duration::from_secs(5),
+            min_replicas_acked: 0,
+            wait_timeout: Duration::from_secs(1),
         }
+    }
+}
+
+/// See [`Store::primary_watch`].
+pub struct PrimaryWatch(Option<tokio::sync::watch::Receiver<String>>);
+
+impl PrimaryWatch {
+    /// Resolves when the primary moved since this watch was taken (or last resolved).
+    pub async fn moved(&mut self) {
+        if let Some(rx) = &mut self.0
+            && rx.changed().await.is_ok()
+        {
+            return;
+        }
+        std::future::pending::<()>().await
     }
 }
 
 #[derive(Clone)]
 pub struct Store {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Arc<Target>,
+    conn: Conn,
     keys: Keys,
     opts: StoreOptions,
 }
 
 impl Store {
-    /// Prepares a store without connecting: the first command connects, and every later one
-    /// reconnects after Redis comes back, so a daemon can start before Redis does.
+    /// A store for one fixed Redis URL (see [`Store::with_target`]).
     pub fn new(url: &str, keys: Keys, opts: StoreOptions) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
+        Self::with_target(&RedisTarget::Single(url.to_owned()), keys, opts)
+    }
+
+    /// Prepares a store without connecting: the first command connects, and every later one
+    /// reconnects after Redis comes back (behind Sentinel: to the primary of the moment), so a
+    /// daemon can start before Redis does.
+    pub fn with_target(target: &RedisTarget, keys: Keys, opts: StoreOptions) -> Result<Self> {
+        let target = Arc::new(Target::open(target)?);
+        let manager = ConnectionManagerConfig::new()
             .set_response_timeout(Some(opts.response_timeout))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(opts.response_timeout))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let conn = conn::open(&target, config, manager)?;
         Ok(Self {
-            client,
+            target,
             conn,
             keys,
             opts,
@@ -114,19 +174,30 @@ impl Store {
 
     /// `new` from the daemons' settings, with an error that never shows the URL's password.
     pub fn open(url: &str, prefix: &str, events_maxlen: u64) -> std::result::Result<Self, String> {
-        let keys = Keys::new(prefix).map_err(|e| e.to_string())?;
         let opts = StoreOptions {
             events_maxlen,
             ..StoreOptions::default()
         };
-        Self::new(url, keys, opts).map_err(|e| {
-            let url = crate::telemetry::redact_url(url);
+        Self::open_target(&RedisTarget::Single(url.to_owned()), prefix, opts)
+    }
+
+    /// `with_target` from the daemons' settings, with an error that never shows a password.
+    pub fn open_target(
+        target: &RedisTarget,
+        prefix: &str,
+        opts: StoreOptions,
+    ) -> std::result::Result<Self, String> {
+        let keys = Keys::new(prefix).map_err(|e| e.to_string())?;
+        Self::with_target(target, keys, opts).map_err(|e| {
+            let what = target.describe();
             match e {
                 StoreError::Redis(e) => match e.detail() {
-                    Some(detail) => format!("invalid REDIS_URL {url}: {} ({detail})", e.category()),
-                    None => format!("invalid REDIS_URL {url}: {}", e.category()),
+                    Some(detail) => {
+                        format!("invalid Redis address {what}: {} ({detail})", e.category())
+                    }
+                    None => format!("invalid Redis address {what}: {}", e.category()),
                 },
-                other => format!("invalid REDIS_URL {url}: {other}"),
+                other => format!("invalid Redis address {what}: {other}"),
             }
         })
     }
@@ -135,11 +206,7 @@ impl Store {
         &self.keys
     }
 
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -148,32 +215,77 @@ impl Store {
         Ok(())
     }
 
+    /// Fires each time the store follows a failover to another primary (never with one fixed
+    /// URL). Pub/sub loops take one before connecting and reconnect when it fires: a frozen old
+    /// primary that comes back demoted never closes their socket.
+    pub fn primary_watch(&self) -> PrimaryWatch {
+        PrimaryWatch(match &self.conn {
+            Conn::Followed(f) => Some(f.primary_changes()),
+            Conn::Direct(_) => None,
+        })
+    }
+
     /// A connection of its own, for a blocking command that must not hold up others (and must
     /// not be cut off while it blocks: `response_timeout` exceeds the block).
     async fn exclusive(&self, response_timeout: Duration) -> Result<MultiplexedConnection> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(response_timeout));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+        Ok(self.target.connect(&config).await?.0)
     }
 
     /// Pub/sub on its own connection (it does not reconnect by itself: callers loop).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        Ok(self.client.get_async_pubsub().await?)
+        self.target.pubsub().await
     }
 
     /// Runs one transition: its keys and arguments go to its script, its reply comes back
     /// decoded (a reply that does not decode is [`StoreError::Corrupt`], never retried).
     pub async fn run<T: Transition>(&self, transition: &T) -> Result<T::Reply> {
         let file = transition.lua().file();
-        let invocation = transitions::invocation(transition, &self.keys, self.opts.events_maxlen)
-            .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
-        let reply: redis::Value = invocation.invoke_async(&mut self.conn()).await?;
+        let reply = if self.opts.min_replicas_acked > 0 && transition.durable() {
+            self.run_durable(transition).await?
+        } else {
+            let invocation =
+                transitions::invocation(transition, &self.keys, self.opts.events_maxlen)
+                    .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
+            invocation.invoke_async(&mut self.conn()).await?
+        };
         T::Reply::from_redis_value(reply)
             .map_err(|e| StoreError::Corrupt(format!("{file} replied: {e}")))
+    }
+
+    /// `EVALSHA` and `WAIT` in one pipeline on one connection (see the module doc); loads the
+    /// script first when Redis does not know it (a restarted or newly promoted primary).
+    async fn run_durable<T: Transition>(&self, transition: &T) -> Result<redis::Value> {
+        let lua = transition.lua();
+        let evalsha = transitions::evalsha(transition, &self.keys, self.opts.events_maxlen)
+            .map_err(|e| StoreError::Corrupt(format!("{}: arguments: {e}", lua.file())))?;
+        let wanted = self.opts.min_replicas_acked;
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha)
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(self.opts.wait_timeout.as_millis() as u64);
+        let mut conn = self.conn();
+        let first: redis::RedisResult<(redis::Value, u64)> = pipe.query_async(&mut conn).await;
+        let (reply, acked) = match first {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                lua.script().load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        if acked < wanted {
+            tracing::warn!(
+                script = lua.file(),
+                acked,
+                wanted,
+                "write not acknowledged by enough replicas"
+            );
+            return Err(StoreError::NotReplicated { acked, wanted });
+        }
+        Ok(reply)
     }
 
     /// The whole session, read in one step (its `lastSeq` matches the todos and agents).

@@ -68,6 +68,13 @@ pub trait Transition: Serialize {
     fn channels(&self, _keys: &Keys) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+
+    /// Whether, with `SWARMQ_REDIS_MIN_REPLICAS_ACKED` > 0, the store waits for replicas to
+    /// acknowledge this transition before answering (every state change except a lease renewal;
+    /// reads say no).
+    fn durable(&self) -> bool {
+        true
+    }
 }
 
 /// A transition's script: `lua/prelude.lua`, for a session transition `lua/session.lua`, then
@@ -81,6 +88,11 @@ impl Lua {
     #[doc(hidden)]
     pub const fn new(file: &'static str, script: LazyLock<Script>) -> Self {
         Self { file, script }
+    }
+
+    /// Its SHA1, for a pipelined `EVALSHA` (the store's durable path).
+    pub fn hash(&self) -> &str {
+        self.script.get_hash()
     }
 
     /// The script's file under `src/lua/`.
@@ -212,10 +224,37 @@ pub(crate) fn invocation<T: Transition>(
     keys: &Keys,
     events_maxlen: u64,
 ) -> serde_json::Result<ScriptInvocation<'static>> {
+    let (keys, arg) = call_parts(t, keys, events_maxlen)?;
     let mut inv = t.lua().script.prepare_invoke();
-    let mut index = BTreeMap::new();
-    for (position, (name, key)) in all_keys(t, keys).into_iter().enumerate() {
+    for key in keys {
         inv.key(key);
+    }
+    inv.arg(arg);
+    Ok(inv)
+}
+
+/// `EVALSHA` of `t`, to pipeline with other commands (the caller loads the script on NOSCRIPT).
+pub(crate) fn evalsha<T: Transition>(
+    t: &T,
+    keys: &Keys,
+    events_maxlen: u64,
+) -> serde_json::Result<redis::Cmd> {
+    let (keys, arg) = call_parts(t, keys, events_maxlen)?;
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(t.lua().hash()).arg(keys.len()).arg(keys).arg(arg);
+    Ok(cmd)
+}
+
+/// The KEYS and ARGV\[1\] of `t`.
+fn call_parts<T: Transition>(
+    t: &T,
+    keys: &Keys,
+    events_maxlen: u64,
+) -> serde_json::Result<(Vec<String>, String)> {
+    let mut index = BTreeMap::new();
+    let mut all = Vec::new();
+    for (position, (name, key)) in all_keys(t, keys).into_iter().enumerate() {
+        all.push(key);
         index.insert(name, position + 1);
     }
     let session = t.session().map(|id| {
@@ -232,8 +271,7 @@ pub(crate) fn invocation<T: Transition>(
         session,
         args: t,
     };
-    inv.arg(serde_json::to_string(&call)?);
-    Ok(inv)
+    Ok((all, serde_json::to_string(&call)?))
 }
 
 /// `serialize_with` for a duration the script takes in milliseconds.

@@ -35,6 +35,9 @@ reply! {
 }
 
 transition!(Heartbeat<'_> => HeartbeatOutcome, global "heartbeat.lua";
+    fn durable(&self) -> bool {
+        false
+    }
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![("runners", keys.runners_zset()), ("info", keys.runner_info_hash(self.runner))]
     }
@@ -63,6 +66,9 @@ impl FromRedisValue for DeadRunnerIds {
 }
 
 transition!(DeadRunners => DeadRunnerIds, global "dead_runners.lua";
+    fn durable(&self) -> bool {
+        false
+    }
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![("runners", keys.runners_zset())]
     }

@@ -178,4 +178,8 @@ pub struct Snapshot {
     pub id: SessionId,
 }
 
-transition!(Snapshot => Option<Session>, session "snapshot.lua" in id);
+transition!(Snapshot => Option<Session>, session "snapshot.lua" in id;
+    fn durable(&self) -> bool {
+        false
+    }
+);

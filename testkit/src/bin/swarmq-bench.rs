@@ -19,6 +19,8 @@
 //!   same session in the same run; the page's JS heap and DOM size at the end;
 //! - FANOUT: one session watched by 1, 100 and 1,000 viewers (latency, delivered events/s,
 //!   coordinator CPU per delivered event), and the flood with 10 viewers;
+//! - DUR: W1 and W2 against a primary with one replica, the durability option
+//!   (`SWARMQ_REDIS_MIN_REPLICAS_ACKED=1`) on vs. off in the same repeat;
 //! - CTRL: event latency while 200 one-shot agents start at once and next to two CPU-burning
 //!   workers, and W1's throughput, with and without the workers' lower priority and start pacing;
 //! - PRELOAD: the real `workers/worker.py` online against the streaming fake model, 50/200/400
@@ -51,8 +53,8 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, MEM, FANOUT, UI, CTRL,
-    /// PRELOAD, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, DUR, MEM, FANOUT, UI,
+    /// CTRL, PRELOAD, SCALE).
     #[arg(long)]
     only: Option<String>,
     /// PRELOAD: agents claimed at once, per run.
@@ -61,6 +63,36 @@ struct Args {
     /// PRELOAD: the largest burst also run with cold starts.
     #[arg(long, default_value_t = 50)]
     cold_max: usize,
+}
+
+/// DUR: 0 = plain Redis (every other workload); 1 = with a replica, the durability option off;
+/// 2 = with a replica and `SWARMQ_REDIS_MIN_REPLICAS_ACKED=1`.
+static DURABILITY: AtomicUsize = AtomicUsize::new(0);
+
+/// In DUR runs: a replica of `redis`, in sync (kept alive by the caller).
+async fn replica_for(redis: &RedisServer) -> Option<RedisServer> {
+    if DURABILITY.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    redis.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+    let replica = RedisServer::start_node(Some(redis.port()));
+    for _ in 0..500 {
+        let info = replica.cli(&["INFO", "replication"]).unwrap_or_default();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Some(replica)
+}
+
+/// `env` plus the durability setting of the current DUR mode.
+fn durable<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = env.to_vec();
+    if DURABILITY.load(Ordering::Relaxed) == 2 {
+        env.push(("SWARMQ_REDIS_MIN_REPLICAS_ACKED", "1"));
+    }
+    env
 }
 
 fn cores() -> usize {
@@ -279,14 +311,15 @@ async fn queue_rate_with(
     runner_env: &[(&'static str, String)],
 ) -> anyhow::Result<QueueRun> {
     let redis = RedisServer::start_everysec();
+    let _replica = replica_for(&redis).await;
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
-        &[
+        &durable(&[
             ("SWARMQ_PLANNER", "local"),
             UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_MAX_AGENTS", "4"),
-        ],
+        ]),
     )
     .await;
     let slots = cores().to_string();
@@ -298,7 +331,7 @@ async fn queue_rate_with(
     ];
     env.extend(runner_env.iter().map(|(k, v)| (*k, v.as_str())));
     for _ in 0..runners {
-        fleet.push(RunnerProcess::start(&redis.url(), worker_cmd, &env).await);
+        fleet.push(RunnerProcess::start(&redis.url(), worker_cmd, &durable(&env)).await);
     }
     let runner = &fleet[0];
     let runner_rss_idle_kb = rss_kb(runner.process.pid());
@@ -551,7 +584,7 @@ async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProces
         python(),
         repo_root().join("bench/workers/stamp.py").display()
     );
-    RunnerProcess::start(&redis.url(), &worker, env).await
+    RunnerProcess::start(&redis.url(), &worker, &durable(env)).await
 }
 
 /// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
@@ -565,18 +598,19 @@ async fn relay_run(
 ) -> anyhow::Result<(Relay, serde_json::Value)> {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start_everysec();
+    let _replica = replica_for(&redis).await;
     let baseline = pubsub_latency(&redis).await?;
     // A viewer evicted during a flood resumes from the stream, so the stream must still hold
     // what it missed: keep the whole flood (the default keeps the last 10,000 events).
     let maxlen = (flood + 1_000).max(10_000).to_string();
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
-        &[
+        &durable(&[
             ("SWARMQ_PLANNER", "local"),
             UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
             ("SWARMQ_EVENTS_MAXLEN", &maxlen),
-        ],
+        ]),
     )
     .await;
     let api = coordinator.api();
@@ -924,6 +958,38 @@ async fn http_load(url: String, post: bool, n: usize, concurrency: usize) -> (f6
     (rate, pct(0.5), pct(0.99))
 }
 
+/// DUR: W1 and W2 (10 sessions × 2 clients) against a primary with one replica, the durability
+/// option on (`WAIT 1` after every transition) against off, alternating within each repeat.
+async fn durability_cost(args: &Args, w1: &str) -> anyhow::Result<()> {
+    let (mut rate, mut p50, mut p99) = ([vec![], vec![]], [vec![], vec![]], [vec![], vec![]]);
+    for _ in 0..args.repeat {
+        for (i, mode) in [1, 2].into_iter().enumerate() {
+            DURABILITY.store(mode, Ordering::Relaxed);
+            rate[i].push(queue_rate(w1, args.tasks, 2).await?.rate);
+            let (r, _) = relay_run(10, 2, 0, W2_PACE, &Load::default()).await?;
+            anyhow::ensure!(r.stamped == r.expected);
+            p50[i].push(r.p50);
+            p99[i].push(r.p99);
+        }
+    }
+    DURABILITY.store(0, Ordering::Relaxed);
+    println!(
+        "| DUR W1 TODOs/s with one replica: option on (WAIT 1) vs off | {} | off {} | {} | |",
+        stat(&rate[1]),
+        stat(&rate[0]),
+        ratio_stat(&rate[1], &rate[0])
+    );
+    println!(
+        "| DUR W2 10 × 2 p50 / p99 ms with one replica: on vs off | {} / {} | off {} / {} | p99 {} | |",
+        stat(&p50[1]),
+        stat(&p99[1]),
+        stat(&p50[0]),
+        stat(&p99[0]),
+        ratio_stat(&p99[1], &p99[0])
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -1077,6 +1143,9 @@ async fn main() -> anyhow::Result<()> {
             "| W2 flood: one worker printing {flood} lines as fast as it can, events/s at the client | {} | | | ≥ 20,000/s, zero loss (all {flood} received) |",
             stat(&rates)
         );
+    }
+    if wants("DUR") {
+        durability_cost(&args, &format!("{py} {w1}")).await?;
     }
     if wants("MEM") {
         let (mut idle, mut loaded) = (Vec::new(), Vec::new());

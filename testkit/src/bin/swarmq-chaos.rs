@@ -27,11 +27,11 @@ use swarmq_shared::{Keys, SessionId, Store};
 use swarmq_testkit::invariants::{Recorded, check_client_saw_all, check_finished, recorded};
 use swarmq_testkit::redis::free_port;
 use swarmq_testkit::{
-    Api, CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, StalledClient, Watcher,
-    fixture_worker,
+    Api, CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, SentinelTopology,
+    StalledClient, Watcher, fixture_worker,
 };
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "runner-sigkill",
     "runner-sigstop",
     "runner-sigterm",
@@ -40,6 +40,8 @@ const SCENARIOS: [&str; 8] = [
     "bad-workers",
     "runner-churn",
     "slow-viewers",
+    "sentinel-failover",
+    "sentinel-stale-primary",
 ];
 
 #[derive(Parser)]
@@ -50,12 +52,19 @@ struct Args {
     /// Only this scenario.
     #[arg(long)]
     only: Option<String>,
+    /// Not this scenario (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
     /// Also write the markdown table here.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
     /// Seed for the timing choices (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
+    /// SWARMQ_REDIS_MIN_REPLICAS_ACKED of the daemons in the sentinel-* scenarios (0 measures
+    /// what a failover loses without the durability option).
+    #[arg(long, default_value_t = 1)]
+    min_replicas_acked: u32,
 }
 
 #[derive(Default, Clone)]
@@ -77,7 +86,12 @@ struct Figures {
 }
 
 struct Env {
+    /// The Redis (for sentinel-* scenarios: the initial primary).
     redis: RedisServer,
+    /// sentinel-* scenarios: the replicas and Sentinels, and the settings that point the
+    /// daemons at them.
+    topology: Option<SentinelTopology>,
+    redis_env: Vec<(String, String)>,
     coordinator: CoordinatorProcess,
     coordinator_port: u16,
     runners: Vec<RunnerProcess>,
@@ -88,7 +102,40 @@ struct Env {
 
 impl Env {
     async fn start(runners: usize, extra_coordinator: &[(&str, &str)]) -> Self {
-        let redis = RedisServer::start();
+        Self::start_on(
+            RedisServer::start(),
+            None,
+            Vec::new(),
+            runners,
+            extra_coordinator,
+        )
+        .await
+    }
+
+    /// A primary, two replicas and three Sentinels; the daemons find the primary through the
+    /// Sentinels and wait for `min_acked` replicas on every transition (and the data nodes then
+    /// refuse writes with fewer replicas: `min-replicas-to-write`).
+    async fn start_sentinel(min_acked: u32) -> Self {
+        let mut topology = SentinelTopology::start(2).await;
+        if min_acked > 0 {
+            topology.guard_writes(min_acked);
+        }
+        let primary = topology.take_initial_primary();
+        let mut redis_env = topology.env();
+        redis_env.push((
+            "SWARMQ_REDIS_MIN_REPLICAS_ACKED".into(),
+            min_acked.to_string(),
+        ));
+        Self::start_on(primary, Some(topology), redis_env, 3, &[]).await
+    }
+
+    async fn start_on(
+        redis: RedisServer,
+        topology: Option<SentinelTopology>,
+        redis_env: Vec<(String, String)>,
+        runners: usize,
+        extra_coordinator: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let port_s = port.to_string();
         let mut env: Vec<(&str, &str)> = vec![
@@ -97,9 +144,12 @@ impl Env {
             ("SWARMQ_DECOMPOSE_TIMEOUT_SECS", "2"),
         ];
         env.extend_from_slice(extra_coordinator);
+        env.extend(redis_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let coordinator = CoordinatorProcess::start(&redis.url(), &env).await;
         let mut this = Self {
             redis,
+            topology,
+            redis_env,
             coordinator,
             coordinator_port: port,
             runners: Vec::new(),
@@ -126,6 +176,12 @@ impl Env {
             ("FIXTURE_DIR", &dir),
             ("SWARMQ_WORKER_PASS_ENV", "FIXTURE_DIR"),
         ];
+        if self.topology.is_some() {
+            // Longer than a failover: a lease shorter than it expires every runner at once.
+            env.retain(|(key, _)| *key != "SWARMQ_LEASE_SECS");
+            env.push(("SWARMQ_LEASE_SECS", "10"));
+        }
+        env.extend(self.redis_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
             env.push((k, v));
@@ -139,6 +195,27 @@ impl Env {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// A store that reads what the daemons wrote (behind Sentinel: wherever the primary is now).
+    fn store(&self) -> anyhow::Result<Store> {
+        let keys = Keys::new("swarmq")?;
+        Ok(match &self.topology {
+            Some(t) => Store::with_target(&t.target(), keys, StoreOptions::default())?,
+            None => Store::new(&self.redis.url(), keys, StoreOptions::default())?,
+        })
+    }
+
+    /// The URL of the primary now (for the audit's direct reads).
+    fn primary_url(&self) -> String {
+        match &self.topology {
+            Some(t) => t
+                .primary_port()
+                .filter(|p| *p != self.redis.port())
+                .map(|p| t.url_of(p))
+                .unwrap_or_else(|| self.redis.url()),
+            None => self.redis.url(),
+        }
     }
 
     async fn submit(&self, prompts: &[(&str, u32)]) -> Vec<String> {
@@ -283,6 +360,7 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 async fn run_once(
     name: &str,
+    args: &Args,
     rng: &mut rand::rngs::StdRng,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
@@ -309,17 +387,17 @@ async fn run_once(
             slow_llm = None;
             slow_viewers_env().await
         }
+        "sentinel-failover" | "sentinel-stale-primary" => {
+            slow_llm = None;
+            Env::start_sentinel(args.min_replicas_acked).await
+        }
         _ => {
             slow_llm = None;
             Env::start(3, &[]).await
         }
     };
     let _keep = slow_llm;
-    let store = Store::new(
-        &env.redis.url(),
-        Keys::new("swarmq")?,
-        StoreOptions::default(),
-    )?;
+    let store = env.store()?;
     let prompts: Vec<(String, u32)> = match name {
         "bad-workers" => vec![
             ("garbage; huge; wrongid; flood:3000; ok".into(), 2),
@@ -502,6 +580,9 @@ async fn run_once(
         "bad-workers" => {
             figures.faults += 12;
         }
+        "sentinel-failover" | "sentinel-stale-primary" => {
+            recovery = primary_fault(name, &env, rng, figures, &mut ids).await;
+        }
         "slow-viewers" => {
             figures.faults += (slow_viewers.len() + stalled.len()) as u32;
         }
@@ -532,7 +613,7 @@ async fn run_once(
     for s in &stuck {
         figures.violations.push(format!("stuck session {s}"));
     }
-    let url = env.redis.url();
+    let url = env.primary_url();
     for id in &ids {
         let sid = SessionId::parse(id)?;
         if store.snapshot(sid).await?.is_none() {
@@ -565,8 +646,66 @@ async fn run_once(
             .len() as u32;
         figures.stood_down += runner.process.log_messages("lease had expired").len() as u32;
     }
+    if let Some(t) = &env.topology {
+        eprintln!("{name}: {} failover(s) this run", t.switches());
+    }
     figures.runs += 1;
     Ok(())
+}
+
+/// sentinel-*: SIGKILLs the primary (or SIGSTOPs it, then SIGCONTs it once the Sentinels have
+/// failed over, so it comes back as a stale primary) while sessions run and clients watch.
+/// Meanwhile the API must answer (503 or 200) within 10 s, never hang; recovered when a session
+/// can be created again. Returns the recovery time.
+async fn primary_fault(
+    name: &str,
+    env: &Env,
+    rng: &mut rand::rngs::StdRng,
+    figures: &mut Figures,
+    ids: &mut Vec<String>,
+) -> Duration {
+    let Some(topology) = &env.topology else {
+        return Duration::ZERO;
+    };
+    let old = env.redis.port();
+    let freeze = name == "sentinel-stale-primary";
+    env.redis.signal(if freeze { "STOP" } else { "KILL" });
+    figures.faults += 1;
+    let down = Instant::now();
+    let api = env.coordinator.api();
+    let mut failed_over = false;
+    loop {
+        let asked = Instant::now();
+        let (status, body) = api.create("during the failover; b", 2).await;
+        if asked.elapsed() > Duration::from_secs(10) || !matches!(status, 201 | 503 | 429) {
+            figures.violations.push(format!(
+                "POST during the failover answered {status} in {:?}",
+                asked.elapsed()
+            ));
+        }
+        if status == 201 {
+            ids.push(body["sessionId"].as_str().unwrap_or_default().to_owned());
+            break;
+        }
+        if !failed_over && topology.primary_port().is_some_and(|p| p != old) {
+            failed_over = true;
+            if freeze {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..1500))).await;
+                env.redis.signal("CONT");
+            }
+        }
+        if down.elapsed() > Duration::from_secs(60) {
+            figures
+                .violations
+                .push("no session could be created within 60 s".into());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if freeze && !failed_over {
+        env.redis.signal("CONT");
+    }
+    down.elapsed()
 }
 
 /// A session that floods 8,000 lines of about 1 KB (8 MB: more than the kernel's socket buffers
@@ -674,13 +813,13 @@ async fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     let mut failed = false;
     for name in SCENARIOS {
-        if args.only.as_deref().is_some_and(|o| o != name) {
+        if args.only.as_deref().is_some_and(|o| o != name) || args.skip.iter().any(|s| s == name) {
             continue;
         }
         let mut figures = Figures::default();
         for run in 0..args.runs {
             let started = Instant::now();
-            if let Err(e) = run_once(name, &mut rng, &mut figures).await {
+            if let Err(e) = run_once(name, &args, &mut rng, &mut figures).await {
                 figures.violations.push(format!("run {run} aborted: {e:#}"));
             }
             eprintln!(

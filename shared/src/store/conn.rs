@@ -1,0 +1,180 @@
+//! The connection every ordinary command goes through. With one fixed address it is redis's own
+//! [`ConnectionManager`]. Behind Sentinel it is [`Followed`]: one multiplexed connection to the
+//! primary of the moment, dropped on any error that says "this node is gone or no longer the
+//! primary" (I/O, timeout, `READONLY`, `MASTERDOWN`), so the next command asks the Sentinels
+//! again. The failing command itself fails (unavailable: the API answers 503, the runner retries).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use tokio::sync::{Mutex, watch};
+
+use super::target::{Target, no_primary_error as unavailable};
+use super::{Result, StoreError};
+
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Direct(ConnectionManager),
+    Followed(Followed),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Direct(c) => c.req_packed_command(cmd),
+            Self::Followed(f) => Box::pin(f.command(cmd)),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Followed(f) => Box::pin(f.commands(pipeline, offset, count)),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Direct(c) => c.get_db(),
+            Self::Followed(_) => 0,
+        }
+    }
+}
+
+/// How long after a failed attempt to find the primary further commands fail at once instead
+/// of each trying again in turn (commands queue on the lock meanwhile: without this, the
+/// hundredth would wait a hundred attempts).
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+#[derive(Default)]
+struct Live {
+    /// The connection and its number (so a late error drops only the one it came from).
+    conn: Option<(u64, MultiplexedConnection)>,
+    /// When the last attempt to connect failed, and why.
+    failed: Option<(Instant, String)>,
+}
+
+/// The command connection of a Sentinel deployment (see the module doc). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Followed(Arc<Inner>);
+
+struct Inner {
+    target: Arc<Target>,
+    config: AsyncConnectionConfig,
+    /// The live connection and its number (so a late error drops only the one it came from).
+    current: Mutex<Live>,
+    /// The primary's address, announced whenever a new connection lands on another node:
+    /// pub/sub users reconnect on it (a frozen-then-demoted primary never closes their socket).
+    primary: watch::Sender<String>,
+}
+
+impl Followed {
+    pub(crate) fn new(target: Arc<Target>, config: AsyncConnectionConfig) -> Self {
+        let (primary, _) = watch::channel(String::new());
+        Self(Arc::new(Inner {
+            target,
+            config,
+            current: Mutex::new(Live::default()),
+            primary,
+        }))
+    }
+
+    pub(crate) fn primary_changes(&self) -> watch::Receiver<String> {
+        let mut rx = self.0.primary.subscribe();
+        rx.mark_unchanged();
+        rx
+    }
+
+    async fn command(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        let (n, mut conn) = self.get().await?;
+        let reply = conn.req_packed_command(cmd).await;
+        self.check(n, reply).await
+    }
+
+    async fn commands(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
+        let (n, mut conn) = self.get().await?;
+        let reply = conn.req_packed_commands(pipeline, offset, count).await;
+        self.check(n, reply).await
+    }
+
+    /// The live connection, or a new one to the primary the Sentinels name now.
+    async fn get(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
+        let mut live = self.0.current.lock().await;
+        if let Some((n, conn)) = live.conn.as_ref() {
+            return Ok((*n, conn.clone()));
+        }
+        if let Some((at, why)) = &live.failed
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(unavailable(why.clone()));
+        }
+        let (conn, addr) = match self.0.target.connect(&self.0.config).await {
+            Ok(found) => found,
+            Err(e) => {
+                live.failed = Some((Instant::now(), e.to_string()));
+                return Err(match e {
+                    StoreError::Redis(e) => e,
+                    other => unavailable(other.to_string()),
+                });
+            }
+        };
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The first primary found is no move: only later changes are announced.
+        self.0.primary.send_if_modified(|old| {
+            let moved = !old.is_empty() && *old != addr;
+            if moved {
+                tracing::warn!(from = %old, to = %addr, "redis: following a new primary");
+            }
+            *old = addr;
+            moved
+        });
+        *live = Live {
+            conn: Some((n, conn.clone())),
+            failed: None,
+        };
+        Ok((n, conn))
+    }
+
+    /// Drops connection `n` when `reply` says its node is gone or demoted.
+    async fn check<T>(&self, n: u64, reply: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(e) = &reply
+            && StoreError::Redis(e.clone()).is_unavailable()
+        {
+            let mut live = self.0.current.lock().await;
+            if live.conn.as_ref().is_some_and(|(current, _)| *current == n) {
+                tracing::warn!(error = %e, "redis: dropping the primary connection, will re-resolve");
+                live.conn = None;
+            }
+        }
+        reply
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Opens a [`Conn`] for `target`: redis's `ConnectionManager` for one fixed address.
+pub(crate) fn open(
+    target: &Arc<Target>,
+    config: AsyncConnectionConfig,
+    manager: redis::aio::ConnectionManagerConfig,
+) -> Result<Conn> {
+    Ok(match target.as_ref() {
+        Target::Single(client) => Conn::Direct(ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            manager,
+        )?),
+        Target::Sentinel(_) => Conn::Followed(Followed::new(target.clone(), config)),
+    })
+}
