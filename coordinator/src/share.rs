@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -132,12 +132,7 @@ pub fn now_secs() -> u64 {
 /// token only on `GET /api/sessions/<its session>` (`403` elsewhere),
 /// anything else is `401`.
 pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = swarmq_shared::token::presented(&request);
     let refusal = match auth.check(presented, now_secs()) {
         Ok(Access::Admin) => return next.run(request).await,
         Ok(Access::Share(session)) => {

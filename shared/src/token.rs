@@ -38,14 +38,19 @@ impl Token {
     }
 }
 
-/// Middleware: the request must carry `Authorization: Bearer <token>`, else 401 `{error}`.
-pub async fn require_bearer(State(token): State<Token>, request: Request, next: Next) -> Response {
-    let presented = request
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn presented(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+}
+
+/// Middleware: the request must carry `Authorization: Bearer <token>`, else 401 `{error}`.
+pub async fn require_bearer(State(token): State<Token>, request: Request, next: Next) -> Response {
+    let presented = presented(&request);
     let refusal = match presented {
         Some(candidate) if token.matches(candidate) => return next.run(request).await,
         Some(_) => "invalid bearer token",
