@@ -60,13 +60,15 @@ impl Ctx {
         }
     }
 
-    /// Registers an agent being worked; returns the token that aborts it.
-    pub fn activate(&self, job: AgentJob) -> CancellationToken {
-        let token = lock(&self.epoch).child_token();
+    /// Registers an agent being worked; returns the token that aborts it, and the one that
+    /// fires only when the abort is this runner's lost lease (not a cancelled session).
+    pub fn activate(&self, job: AgentJob) -> (CancellationToken, CancellationToken) {
+        let epoch = lock(&self.epoch).clone();
+        let token = epoch.child_token();
         let mut active = lock(&self.active);
         active.insert(job, token.clone());
         metrics::gauge!("swarmq_runner_busy_slots").set(active.len() as f64);
-        token
+        (token, epoch)
     }
 
     pub fn deactivate(&self, job: AgentJob) {

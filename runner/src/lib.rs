@@ -251,7 +251,7 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
             return Some(raw);
         }
     };
-    let cancel = ctx.activate(job);
+    let (cancel, lease_lost) = ctx.activate(job);
     let span = tracing::info_span!(
         "agent",
         runner_id = %ctx.runner,
@@ -261,16 +261,31 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
     let end = agent::run(ctx, job, cancel).instrument(span).await;
     ctx.deactivate(job);
     match end {
-        AgentEnd::Finished | AgentEnd::Lost => Some(raw),
+        AgentEnd::Finished => Some(raw),
+        // Aborted because our lease ran out (Redis unreachable for longer than it): the reaper
+        // handed back what it found in our claimed list, but this job may have been claimed
+        // again since and be ours alone — back to the ready list with it (a no-op when it is
+        // no longer in our claimed list), never dropped with nobody working it.
+        AgentEnd::Lost if lease_lost.is_cancelled() => {
+            tracing::warn!(job = %raw, "agent aborted after a lost lease: handing its job back");
+            requeue_claimed(ctx, &raw).await;
+            None
+        }
+        AgentEnd::Lost => Some(raw),
         AgentEnd::Released => {
-            let requeue = RequeueJob {
-                runner: &ctx.runner,
-                job: &raw,
-            };
-            update_claimed(ctx, "requeue agent job", &raw, || ctx.store.run(&requeue)).await;
+            requeue_claimed(ctx, &raw).await;
             None
         }
     }
+}
+
+/// Moves a job of ours from the claimed list back to the ready list.
+async fn requeue_claimed(ctx: &Ctx, raw: &str) {
+    let requeue = RequeueJob {
+        runner: &ctx.runner,
+        job: raw,
+    };
+    update_claimed(ctx, "requeue agent job", raw, || ctx.store.run(&requeue)).await;
 }
 
 /// Removes a finished job from the claimed list when the slot stops (no next claim to carry it).

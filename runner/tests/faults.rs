@@ -81,6 +81,39 @@ async fn a_frozen_runners_late_completion_is_rejected(start: Start) {
     start.check(&cluster);
 }
 
+/// Frozen past its lease with a slot idle in `BLMOVE`: the reaper hands the agent back, that
+/// idle slot claims it again the moment the runner wakes, and the runner then learns it was
+/// reaped and aborts everything it works — the job it holds legitimately goes back to the ready
+/// list (it used to be dropped, leaving the session running with nobody on it).
+async fn a_runner_frozen_past_its_lease_hands_back_the_job_it_claimed_again(start: Start) {
+    let cluster = Cluster::start(
+        1,
+        &fixture_worker(""),
+        &[start.env(), ("SWARMQ_RUNNER_SLOTS", "2")],
+    )
+    .await;
+    let id = cluster.api().create_ok("sleep:2; ok", 1).await;
+    started(&cluster, &id).await;
+    cluster.runners[0].signal(Signal::SIGSTOP);
+    wait_for(
+        Duration::from_secs(60),
+        "the reaper to hand the agent back",
+        || async {
+            let r = recorded(&cluster.redis.url(), &id).await;
+            r.events
+                .iter()
+                .any(|e| e.event.name() == "task:retry")
+                .then_some(())
+        },
+    )
+    .await;
+    cluster.runners[0].signal(Signal::SIGCONT);
+    let s = cluster.wait_finished(&id).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    check_finished(&recorded(&cluster.redis.url(), &id).await);
+    start.check(&cluster);
+}
+
 async fn cancelling_a_session_kills_its_workers_at_once(start: Start) {
     let cluster = Cluster::start(
         1,
@@ -355,6 +388,7 @@ async fn a_worker_that_ignores_stdin_eof_is_killed_after_the_grace_period(start:
 in_both_start_modes!(
     a_killed_runners_task_is_finished_by_another_runner,
     a_frozen_runners_late_completion_is_rejected,
+    a_runner_frozen_past_its_lease_hands_back_the_job_it_claimed_again,
     cancelling_a_session_kills_its_workers_at_once,
     sigterm_lets_the_current_todo_finish_then_hands_the_agent_back,
     past_the_drain_period_the_todo_is_handed_back_without_costing_an_attempt,

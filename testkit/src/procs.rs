@@ -40,9 +40,13 @@ pub fn swarmq_cli(url: &str, args: &[&str]) -> std::process::Output {
 /// A child process whose stderr (JSON log lines) is collected.
 pub struct Process {
     child: Child,
+    name: String,
     logs: Arc<Mutex<Vec<String>>>,
     status: Option<ExitStatus>,
 }
+
+/// Log lines of each process a failing test prints (its last ones: what led to the failure).
+const LOG_TAIL_ON_FAILURE: usize = 80;
 
 impl Process {
     pub fn spawn(name: &str, envs: &[(String, String)]) -> Self {
@@ -83,6 +87,7 @@ impl Process {
         });
         Self {
             child,
+            name: name.to_owned(),
             logs,
             status: None,
         }
@@ -167,6 +172,20 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what its daemons logged last (CI keeps nothing else).
+        if std::thread::panicking() && std::env::var_os("SWARMQ_TEST_ECHO").is_none() {
+            let logs = self.logs();
+            let tail = &logs[logs.len().saturating_sub(LOG_TAIL_ON_FAILURE)..];
+            eprintln!(
+                "--- last {} log lines of {} (pid {}) ---",
+                tail.len(),
+                self.name,
+                self.child.id()
+            );
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
