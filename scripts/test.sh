@@ -42,10 +42,7 @@ cargo test --workspace --quiet -- "${filter[@]}"
 
 if [ ${#filter[@]} -eq 0 ]; then
   echo "== fault injection (one run of each scenario; scripts/faults.sh runs more)"
-  # sentinel-stale-primary is left out: with the durability option a watching client can still
-  # see an event published in the instant before the primary froze (docs/reliability.md) — a
-  # known limit, not a pass every time. scripts/faults.sh runs it.
-  target/debug/swarmq-chaos --runs 1 --skip sentinel-stale-primary
+  target/debug/swarmq-chaos --runs 1
 
   echo "== python tests"
   "$python" -m pytest workers/tests tests/deploy -q

@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use swarmq_shared::keys::Keys;
+use swarmq_shared::store::{RedisTarget, StoreOptions};
+use swarmq_shared::{SessionId, Store};
 use swarmq_testkit::invariants::{check_finished, recorded};
 use swarmq_testkit::{
     Api, CoordinatorProcess, RunnerProcess, SentinelTopology, fixture_worker, wait_for,
@@ -160,6 +163,25 @@ async fn without_a_replica_to_acknowledge_writes_fail_as_503_and_are_retried_who
     assert_eq!(status, 503, "{body}");
     let (status, _) = api.get(&format!("/api/sessions/{a}")).await;
     assert_eq!(status, 200, "reads do not wait for replicas");
+    // The relay's reads do: it sends clients only what a failover would keep.
+    let session = SessionId::parse(&a).expect("session id");
+    let opts = StoreOptions {
+        min_replicas_acked: 1,
+        wait_timeout: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let target = RedisTarget::Single(d.topology.url_of(primary));
+    let store = Store::with_target(&target, Keys::new("swarmq").unwrap(), opts).unwrap();
+    let recorded_events = store
+        .events_after(session, 0, 10)
+        .await
+        .expect("plain read");
+    assert!(!recorded_events.is_empty());
+    let relayed = store
+        .with_replicated_reads()
+        .events_after(session, 0, 10)
+        .await;
+    assert!(relayed.is_err(), "a fenced read answered {relayed:?}");
     for port in &replicas {
         d.topology.node(*port).signal("CONT");
     }

@@ -78,6 +78,13 @@ impl Keys {
         self.global(&format!("stats:{minute}"))
     }
 
+    /// STRING written (with a 60 s expiry) by a coordinator's relay before each `WAIT` that makes
+    /// sure what it read is held by enough replicas (`Store::with_replicated_reads`): `WAIT`
+    /// only counts a connection's own writes.
+    pub fn fence(&self) -> String {
+        self.global("fence")
+    }
+
     /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
     pub fn control_channel(&self) -> String {
         self.global("control")

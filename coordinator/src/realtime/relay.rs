@@ -55,7 +55,11 @@ struct RoomHandle {
 }
 
 impl Relay {
+    /// Starts the relay. With durability on, its reads answer only what enough replicas hold
+    /// (`Store::with_replicated_reads`), and live messages are taken as news only: the room
+    /// reads the event itself that way (see `Room::on_live`).
     pub fn start(store: Store, limits: Limits, shutdown: CancellationToken) -> Self {
+        let store = store.with_replicated_reads();
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store: store.clone(),
@@ -148,7 +152,13 @@ impl Relay {
             return Ok(handle.tx.clone());
         }
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
-        let tx = Room::spawn(session, generation, Arc::downgrade(&self.inner));
+        let replicated_only = self.inner.store.reads_replicated();
+        let tx = Room::spawn(
+            session,
+            generation,
+            Arc::downgrade(&self.inner),
+            replicated_only,
+        );
         reg.rooms.insert(
             session,
             RoomHandle {

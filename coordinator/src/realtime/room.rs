@@ -77,6 +77,9 @@ pub(super) struct Room {
     repair_retry: Option<Backoff>,
     /// The next retry of the gap repair, when one is due.
     repair_at: Option<tokio::time::Instant>,
+    /// Durability on: live messages only say that events exist; they are read from the stream
+    /// once enough replicas hold them.
+    replicated_only: bool,
 }
 
 impl Room {
@@ -84,6 +87,7 @@ impl Room {
         session: SessionId,
         generation: u64,
         relay: RelayRef,
+        replicated_only: bool,
     ) -> mpsc::UnboundedSender<RoomCmd> {
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Self {
@@ -96,6 +100,7 @@ impl Room {
             relay,
             repair_retry: None,
             repair_at: None,
+            replicated_only,
         };
         tokio::spawn(room.run(rx));
         tx
@@ -186,6 +191,12 @@ impl Room {
             }
         };
         if envelope.seq <= self.last {
+            return;
+        }
+        if self.replicated_only {
+            // Durability on: a message may come from a primary that dies before any replica
+            // has its event. The stream, read with a fence, holds only what a failover keeps.
+            self.fill_gap(envelope.seq).await;
             return;
         }
         if envelope.seq > self.last + 1 {

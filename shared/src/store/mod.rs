@@ -18,6 +18,12 @@
 //! to run again (fencing tokens, "already recorded" answers), so a retry neither loses nor
 //! duplicates it. On the shared multiplexed connection WAIT covers every write sent on it so
 //! far, which only makes it stricter.
+//!
+//! The relay's reads ([`Store::with_replicated_reads`]) are fenced the same way when durability
+//! is on: the read, a write of the fence key and `WAIT n` go in one pipeline on one connection
+//! (so one node answers all three), and the answer is [`StoreError::NotReplicated`] unless n
+//! replicas hold everything the read saw. Clients are then only ever sent events a failover
+//! keeps: a primary that froze or died before its replicas had an event never lets it out.
 
 mod conn;
 mod hashes;
@@ -142,6 +148,8 @@ pub struct Store {
     conn: Conn,
     keys: Keys,
     opts: StoreOptions,
+    /// Reads answer only what `min_replicas_acked` replicas hold (the relay's store).
+    replicated_reads: bool,
 }
 
 impl Store {
@@ -169,6 +177,7 @@ impl Store {
             conn,
             keys,
             opts,
+            replicated_reads: false,
         })
     }
 
@@ -204,6 +213,61 @@ impl Store {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// This store, with its session reads (`events_after`, `last_seq`, `snapshot`) answering
+    /// only what `min_replicas_acked` replicas hold (see the module doc); the same store when
+    /// durability is off. For the relay: what it sends clients, a failover never takes back.
+    pub fn with_replicated_reads(&self) -> Self {
+        Self {
+            replicated_reads: self.opts.min_replicas_acked > 0,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this store's reads answer only what enough replicas hold.
+    pub fn reads_replicated(&self) -> bool {
+        self.replicated_reads
+    }
+
+    /// `read`, fenced when this store's reads must be replicated (see the module doc).
+    pub(crate) async fn read<T: FromRedisValue>(&self, read: redis::Cmd) -> Result<T> {
+        if !self.replicated_reads {
+            return Ok(read.query_async(&mut self.conn()).await?);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(read);
+        self.add_fence(&mut pipe);
+        let (value, acked): (T, u64) = pipe.query_async(&mut self.conn()).await?;
+        self.check_acked(acked, "read")?;
+        Ok(value)
+    }
+
+    /// A write of the fence key (so that `WAIT` has something of this connection's to count:
+    /// it covers everything the primary had accepted before) and the `WAIT`.
+    fn add_fence(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("SET")
+            .arg(self.keys.fence())
+            .arg(crate::now_ms())
+            .arg("PX")
+            .arg(60_000)
+            .ignore();
+        self.add_wait(pipe);
+    }
+
+    fn add_wait(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("WAIT")
+            .arg(self.opts.min_replicas_acked)
+            .arg(self.opts.wait_timeout.as_millis() as u64);
+    }
+
+    fn check_acked(&self, acked: u64, what: &str) -> Result<()> {
+        let wanted = self.opts.min_replicas_acked;
+        if acked < wanted {
+            tracing::warn!(what, acked, wanted, "not acknowledged by enough replicas");
+            return Err(StoreError::NotReplicated { acked, wanted });
+        }
+        Ok(())
     }
 
     pub(crate) fn conn(&self) -> Conn {
@@ -244,7 +308,9 @@ impl Store {
     pub async fn run<T: Transition>(&self, transition: &T) -> Result<T::Reply> {
         let file = transition.lua().file();
         let reply = if self.opts.min_replicas_acked > 0 && transition.durable() {
-            self.run_durable(transition).await?
+            self.run_replicated(transition, false).await?
+        } else if self.replicated_reads && !transition.durable() {
+            self.run_replicated(transition, true).await?
         } else {
             let invocation =
                 transitions::invocation(transition, &self.keys, self.opts.events_maxlen)
@@ -255,18 +321,24 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("{file} replied: {e}")))
     }
 
-    /// `EVALSHA` and `WAIT` in one pipeline on one connection (see the module doc); loads the
+    /// `EVALSHA` and `WAIT` in one pipeline on one connection (see the module doc), with a
+    /// write of the fence key between them when the script only reads (`fence`); loads the
     /// script first when Redis does not know it (a restarted or newly promoted primary).
-    async fn run_durable<T: Transition>(&self, transition: &T) -> Result<redis::Value> {
+    async fn run_replicated<T: Transition>(
+        &self,
+        transition: &T,
+        fence: bool,
+    ) -> Result<redis::Value> {
         let lua = transition.lua();
         let evalsha = transitions::evalsha(transition, &self.keys, self.opts.events_maxlen)
             .map_err(|e| StoreError::Corrupt(format!("{}: arguments: {e}", lua.file())))?;
-        let wanted = self.opts.min_replicas_acked;
         let mut pipe = redis::pipe();
-        pipe.add_command(evalsha)
-            .cmd("WAIT")
-            .arg(wanted)
-            .arg(self.opts.wait_timeout.as_millis() as u64);
+        pipe.add_command(evalsha);
+        if fence {
+            self.add_fence(&mut pipe);
+        } else {
+            self.add_wait(&mut pipe);
+        }
         let mut conn = self.conn();
         let first: redis::RedisResult<(redis::Value, u64)> = pipe.query_async(&mut conn).await;
         let (reply, acked) = match first {
@@ -276,15 +348,7 @@ impl Store {
             }
             other => other?,
         };
-        if acked < wanted {
-            tracing::warn!(
-                script = lua.file(),
-                acked,
-                wanted,
-                "write not acknowledged by enough replicas"
-            );
-            return Err(StoreError::NotReplicated { acked, wanted });
-        }
+        self.check_acked(acked, lua.file())?;
         Ok(reply)
     }
 

@@ -119,15 +119,14 @@ impl Store {
         since: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let reply: redis::streams::StreamRangeReply = self
-            .conn()
-            .xrange_count(
-                self.keys.session(id).events_stream(),
-                format!("({since}-0"),
-                "+",
-                max,
-            )
-            .await?;
+        let mut xrange = redis::cmd("XRANGE");
+        xrange
+            .arg(self.keys.session(id).events_stream())
+            .arg(format!("({since}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(max);
+        let reply: redis::streams::StreamRangeReply = self.read(xrange).await?;
         recorded(reply)
     }
 
@@ -158,11 +157,9 @@ impl Store {
 
     /// The seq of the session's last event; `None` for an unknown session.
     pub async fn last_seq(&self, id: SessionId) -> Result<Option<u64>> {
-        let seq: Option<u64> = self
-            .conn()
-            .hget(self.keys.session(id).session_hash(), "seq")
-            .await?;
-        Ok(seq)
+        let mut hget = redis::cmd("HGET");
+        hget.arg(self.keys.session(id).session_hash()).arg("seq");
+        self.read(hget).await
     }
 
     /// Sessions still `decomposing` past their deadline (their coordinator died or hung).
