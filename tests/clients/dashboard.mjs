@@ -22,6 +22,12 @@ import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
+// process.exit() drops whatever stdout has not yet handed to the pipe (writes to a pipe are
+// asynchronous in Node): exit once what was written has been flushed.
+function exitFlushed(code) {
+  process.stdout.write("", () => process.exit(code));
+}
+
 const outDir = process.argv[2] || '.';
 const executablePath = process.env.SWARMQ_CHROMIUM || '/usr/bin/chromium';
 const browser = await chromium.launch({
@@ -122,4 +128,4 @@ for await (const line of input) {
 }
 if (!closed) await screenshots();
 await browser.close();
-process.exit(0);
+exitFlushed(0);

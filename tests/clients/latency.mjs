@@ -10,6 +10,12 @@
 // --connect-only: join and hold the connections until stdin closes (memory measurement).
 import { io } from "socket.io-client";
 
+// process.exit() drops whatever stdout has not yet handed to the pipe (writes to a pipe are
+// asynchronous in Node): exit once what was written has been flushed.
+function exitFlushed(code) {
+  process.stdout.write("", () => process.exit(code));
+}
+
 const [url, perSession, idList, ...rest] = process.argv.slice(2);
 const ids = idList.split(",");
 const clients = Number(perSession);
@@ -54,13 +60,13 @@ function watch(id) {
     socket.emit("session:join", { sessionId: id, since: lastSeq }, (ack) => {
       if (!ack || !ack.ok) {
         console.error("join failed", ack);
-        process.exit(1);
+        exitFlushed(1);
       }
       if (ack.truncated) {
         // The stream no longer holds what this viewer missed: a loss it was told about, but
         // the run cannot audit it (the bench keeps the whole flood in the stream).
         console.error("join truncated: events after", lastSeq, "were trimmed");
-        process.exit(1);
+        exitFlushed(1);
       }
       if (!hasJoined) {
         hasJoined = true;
@@ -71,7 +77,7 @@ function watch(id) {
   socket.on("connect_error", (e) => {
     if (socket.active) return; // reconnecting
     console.error("connect_error", e.message);
-    process.exit(1);
+    exitFlushed(1);
   });
 }
 
@@ -93,10 +99,10 @@ function finish() {
     stampSeconds: (lastStamp - firstStamp) / 1000, received, evicted,
   }));
   for (const s of sockets) s.close();
-  process.exit(0);
+  exitFlushed(0);
 }
 
 if (connectOnly) {
   process.stdin.resume();
-  process.stdin.on("end", () => { for (const s of sockets) s.close(); process.exit(0); });
+  process.stdin.on("end", () => { for (const s of sockets) s.close(); exitFlushed(0); });
 }

@@ -11,6 +11,12 @@
 // last seq it saw, so it never misses an event. Exits 0 after session:complete, 1 on timeout.
 import { io } from "socket.io-client";
 
+// process.exit() drops whatever stdout has not yet handed to the pipe (writes to a pipe are
+// asynchronous in Node): exit once what was written has been flushed.
+function exitFlushed(code) {
+  process.stdout.write("", () => process.exit(code));
+}
+
 const [url, sessionId, ...rest] = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = rest.indexOf(name);
@@ -42,7 +48,7 @@ for (const event of EVENTS) {
     if (typeof data?.seq === "number") lastSeq = Math.max(lastSeq, data.seq);
     out({ type: "event", event, data });
     if (event === "session:complete") {
-      setTimeout(() => { socket.close(); process.exit(0); }, 200);
+      setTimeout(() => { socket.close(); exitFlushed(0); }, 200);
     }
   });
 }
@@ -77,4 +83,4 @@ function join() {
 socket.on("connection:evicted", (notice) => out({ type: "evicted", ...notice, lastSeq }));
 socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
 socket.on("connect_error", (err) => out({ type: "connect_error", message: err.message }));
-setTimeout(() => { out({ type: "timeout" }); process.exit(1); }, timeout);
+setTimeout(() => { out({ type: "timeout" }); exitFlushed(1); }, timeout);
