@@ -13,9 +13,6 @@ use swarmq_testkit::{
     Api, CoordinatorProcess, RunnerProcess, SentinelTopology, fixture_worker, wait_for,
 };
 
-/// A REDIS_URL whose host is never used with Sentinel (nothing listens on port 1).
-const UNUSED_URL: &str = "redis://127.0.0.1:1";
-
 struct Deployment {
     topology: SentinelTopology,
     coordinator: CoordinatorProcess,
@@ -36,7 +33,9 @@ async fn deploy_on(topology: SentinelTopology, min_replicas: &str) -> Deployment
         min_replicas.into(),
     ));
     let common: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let coordinator = CoordinatorProcess::start(UNUSED_URL, &common).await;
+    // REDIS_URL's host is never used with Sentinel (nothing listens on port 1); its scheme is.
+    let url = topology.unused_url();
+    let coordinator = CoordinatorProcess::start(url, &common).await;
     let fixture_dir = fixtures.path().display().to_string();
     let mut runner_env = common.clone();
     runner_env.extend([
@@ -49,7 +48,7 @@ async fn deploy_on(topology: SentinelTopology, min_replicas: &str) -> Deployment
     let worker = fixture_worker("");
     let mut runners = Vec::new();
     for _ in 0..2 {
-        runners.push(RunnerProcess::start(UNUSED_URL, &worker, &runner_env).await);
+        runners.push(RunnerProcess::start(url, &worker, &runner_env).await);
     }
     Deployment {
         topology,
@@ -204,4 +203,19 @@ async fn sentinels_and_data_nodes_that_require_passwords() {
             "{line}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_data_nodes_over_tls_follow_a_failover() {
+    // No plain port is open anywhere: every connection (to the Sentinels, to the data nodes,
+    // replication, Sentinel to Sentinel) is TLS.
+    let topology = SentinelTopology::start_tls(2, Some("data-pw")).await;
+    let mut d = deploy_on(topology, "1").await;
+    let api = d.coordinator.api();
+    let old = d.topology.primary_port().expect("a primary");
+    let a = api.create_ok("sleep:1; lines:3; ok", 2).await;
+    d.topology.node_mut(old).kill();
+    let (new, _) = through_failover(&api, &d, &a, old).await;
+    let b = create_retrying(&api, "lines:2; ok", 1).await;
+    finishes_intact(&d, new, &[a, b]).await;
 }

@@ -42,6 +42,8 @@ pub struct Process {
     child: Child,
     name: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Set once every line of stderr was read (EOF).
+    logs_complete: Arc<std::sync::atomic::AtomicBool>,
     status: Option<ExitStatus>,
 }
 
@@ -77,6 +79,8 @@ impl Process {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = logs.clone();
+        let logs_complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let complete = logs_complete.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("SWARMQ_TEST_ECHO").is_some() {
@@ -84,11 +88,13 @@ impl Process {
                 }
                 sink.lock().expect("logs").push(line);
             }
+            complete.store(true, std::sync::atomic::Ordering::Release);
         });
         Self {
             child,
             name: name.to_owned(),
             logs,
+            logs_complete,
             status: None,
         }
     }
@@ -137,11 +143,25 @@ impl Process {
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.status = Some(status);
+                self.wait_logs_complete().await;
                 return self.status;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
+    }
+
+    /// After the exit: waits (a few seconds at most: a child of its own may hold stderr open)
+    /// until the reader has every line the process wrote, so that `logs()` is complete.
+    async fn wait_logs_complete(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self
+            .logs_complete
+            .load(std::sync::atomic::Ordering::Acquire)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The exit status if the process has already exited (without waiting).

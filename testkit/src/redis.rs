@@ -74,25 +74,7 @@ impl RedisServer {
     pub fn start_secure(password: &str, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         if tls {
-            let status = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ])
-                .args(["-keyout", "key.pem", "-out", "cert.pem"])
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl (apt-get install openssl)");
-            assert!(status.success(), "openssl could not make a certificate");
+            make_certificate(dir.path());
         }
         let mut server = Self {
             port: free_port(),
@@ -102,6 +84,45 @@ impl RedisServer {
             tls,
             fsync: "always",
             extra: Vec::new(),
+        };
+        server.launch();
+        server
+    }
+
+    /// A node of a replicated deployment that only speaks TLS, to clients and to its primary
+    /// (`--tls-replication`), with the certificate and key in `certs` (one pair shared by the
+    /// whole deployment, which is also its own CA).
+    pub fn start_node_tls(
+        replica_of: Option<u16>,
+        password: Option<&str>,
+        certs: &std::path::Path,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["cert.pem", "key.pem"] {
+            std::fs::copy(certs.join(file), dir.path().join(file)).expect("copy certificate");
+        }
+        let mut extra = vec![
+            "--repl-diskless-sync-delay",
+            "0",
+            "--tls-replication",
+            "yes",
+        ];
+        extra.extend(["--tls-ca-cert-file", "cert.pem"]);
+        let port_text = replica_of.map(|p| p.to_string());
+        if let Some(port) = &port_text {
+            extra.extend(["--replicaof", "127.0.0.1", port]);
+        }
+        if let Some(p) = password {
+            extra.extend(["--masterauth", p]);
+        }
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            password: password.map(str::to_owned),
+            tls: true,
+            fsync: "always",
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         server.launch();
         server
@@ -230,6 +251,28 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 (`cert.pem`, `key.pem`) in `dir`, made with openssl.
+pub fn make_certificate(dir: &std::path::Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (apt-get install openssl)");
+    assert!(status.success(), "openssl could not make a certificate");
 }
 
 /// A port nothing listens on right now.

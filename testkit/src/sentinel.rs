@@ -14,6 +14,8 @@ struct SentinelProcess {
     port: u16,
     /// Its own `requirepass`.
     password: Option<String>,
+    /// Speaks TLS only.
+    tls: bool,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -32,6 +34,8 @@ pub struct SentinelTopology {
     sentinels: Vec<SentinelProcess>,
     /// The data nodes' password, if any.
     password: Option<String>,
+    /// Everything speaks TLS only; the certificate's directory (one self-signed pair for all).
+    certs: Option<tempfile::TempDir>,
 }
 
 impl SentinelTopology {
@@ -53,16 +57,54 @@ impl SentinelTopology {
         nodes.extend(
             (0..replicas).map(|_| RedisServer::start_node_with_password(Some(port), password)),
         );
+        let auth = (password, sentinel_password);
+        let sentinels = (0..3).map(|_| start_sentinel(port, auth, None)).collect();
+        Self::known(nodes, sentinels, password, None, replicas).await
+    }
+
+    /// `start` with TLS everywhere: clients to data nodes and to Sentinels, replicas to their
+    /// primary, Sentinels to the nodes and to each other (no plain port is open), and AUTH on
+    /// the data nodes.
+    pub async fn start_tls(replicas: usize, password: Option<&str>) -> Self {
+        let certs = tempfile::tempdir().expect("temp dir");
+        crate::redis::make_certificate(certs.path());
+        let primary = RedisServer::start_node_tls(None, password, certs.path());
+        let port = primary.port();
+        let mut nodes = vec![primary];
+        nodes.extend(
+            (0..replicas).map(|_| RedisServer::start_node_tls(Some(port), password, certs.path())),
+        );
         let sentinels = (0..3)
-            .map(|_| start_sentinel(port, password, sentinel_password))
+            .map(|_| start_sentinel(port, (password, None), Some(certs.path())))
             .collect();
+        Self::known(nodes, sentinels, password, Some(certs), replicas).await
+    }
+
+    async fn known(
+        nodes: Vec<RedisServer>,
+        sentinels: Vec<SentinelProcess>,
+        password: Option<&str>,
+        certs: Option<tempfile::TempDir>,
+        replicas: usize,
+    ) -> Self {
         let topology = Self {
             nodes,
             sentinels,
             password: password.map(str::to_owned),
+            certs,
         };
         topology.wait_known(replicas).await;
         topology
+    }
+
+    /// `REDIS_URL` for daemons of this deployment: its host is never used with Sentinel, its
+    /// scheme says whether the data nodes speak TLS.
+    pub fn unused_url(&self) -> &'static str {
+        if self.certs.is_some() {
+            "rediss://127.0.0.1:1/#insecure"
+        } else {
+            "redis://127.0.0.1:1"
+        }
     }
 
     /// Makes every data node refuse writes while fewer than `n` replicas are attached and
@@ -86,7 +128,7 @@ impl SentinelTopology {
     pub fn target(&self) -> swarmq_shared::store::RedisTarget {
         let sentinel_password = self.sentinels[0].password.as_deref();
         swarmq_shared::store::RedisTarget::parse(
-            "redis://127.0.0.1",
+            self.unused_url(),
             &self.sentinels(),
             Some(MASTER),
             sentinel_password,
@@ -100,7 +142,10 @@ impl SentinelTopology {
         let list: Vec<String> = self
             .sentinels
             .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
+            .map(|s| match s.tls {
+                true => format!("rediss://127.0.0.1:{}/#insecure", s.port),
+                false => format!("127.0.0.1:{}", s.port),
+            })
             .collect();
         list.join(",")
     }
@@ -204,19 +249,27 @@ impl SentinelTopology {
 
 fn start_sentinel(
     primary: u16,
-    password: Option<&str>,
-    sentinel_password: Option<&str>,
+    (password, sentinel_password): (Option<&str>, Option<&str>),
+    certs: Option<&std::path::Path>,
 ) -> SentinelProcess {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let mut conf = format!(
-        "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
+    let mut conf = match certs {
+        Some(certs) => format!(
+            "port 0\ntls-port {port}\ntls-cert-file {c}/cert.pem\ntls-key-file {c}/key.pem\n\
+             tls-ca-cert-file {c}/cert.pem\ntls-auth-clients no\ntls-replication yes\n",
+            c = certs.display()
+        ),
+        None => format!("port {port}\n"),
+    };
+    conf.push_str(&format!(
+        "bind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
          sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
          sentinel down-after-milliseconds {MASTER} 1000\n\
          sentinel failover-timeout {MASTER} 3000\n\
          sentinel parallel-syncs {MASTER} 2\n",
         dir = dir.path().display()
-    );
+    ));
     if let Some(p) = password {
         conf.push_str(&format!("sentinel auth-pass {MASTER} {p}\n"));
     }
@@ -237,6 +290,7 @@ fn start_sentinel(
     let sentinel = SentinelProcess {
         port,
         password: sentinel_password.map(str::to_owned),
+        tls: certs.is_some(),
         child,
         dir,
     };
@@ -252,6 +306,9 @@ fn start_sentinel(
 fn sentinel_cli(s: &SentinelProcess, args: &[&str]) -> Option<String> {
     let mut cmd = Command::new("redis-cli");
     cmd.args(["-p", &s.port.to_string()]);
+    if s.tls {
+        cmd.args(["--tls", "--insecure"]);
+    }
     if let Some(p) = &s.password {
         cmd.args(["--no-auth-warning", "-a", p]);
     }

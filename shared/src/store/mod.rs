@@ -48,7 +48,7 @@ use crate::transitions::{self, Snapshot, Transition};
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
 pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
-pub use target::{RedisTarget, SentinelTarget};
+pub use target::{RedisTarget, SentinelTarget, Tls};
 
 use conn::Conn;
 use target::Target;
@@ -78,12 +78,21 @@ impl StoreError {
     }
 }
 
+/// Whether Redis answered `code`, to the command or to any command of a pipeline (`code()`
+/// only sees a pipeline's first failure, and only when its kind is one the crate knows).
+fn has_code(e: &redis::RedisError, code: &str) -> bool {
+    e.code() == Some(code)
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, err)| err.code() == code))
+}
+
 /// See [`StoreError::is_unavailable`]; also what makes a Sentinel connection re-resolve.
 fn unavailable(e: &redis::RedisError) -> bool {
     e.is_io_error()
         // A primary configured with min-replicas-to-write that has too few replicas (a stale
         // primary that came back alone, or a new one before its replicas reattached).
-        || e.code() == Some("NOREPLICAS")
+        || has_code(e, "NOREPLICAS")
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

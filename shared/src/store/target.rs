@@ -27,10 +27,42 @@ pub enum RedisTarget {
     Sentinel(SentinelTarget),
 }
 
+/// TLS on a connection: `rediss://` (the server's certificate verified against the system CA
+/// store), `rediss://…#insecure` (not verified: self-signed test setups), or plain `redis://`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    Off,
+    Verified,
+    Unverified,
+}
+
+impl Tls {
+    /// From an address's scheme and fragment.
+    fn of(address: &str) -> Self {
+        if !address.starts_with("rediss://") {
+            Self::Off
+        } else if address.ends_with("#insecure") {
+            Self::Unverified
+        } else {
+            Self::Verified
+        }
+    }
+
+    fn mode(self) -> Option<TlsMode> {
+        match self {
+            Self::Off => None,
+            Self::Verified => Some(TlsMode::Secure),
+            Self::Unverified => Some(TlsMode::Insecure),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SentinelTarget {
     /// `host:port` of each Sentinel.
     pub sentinels: Vec<(String, u16)>,
+    /// TLS to the Sentinels (every `REDIS_SENTINELS` entry `rediss://…`).
+    pub sentinel_tls: Tls,
     /// The monitored master's name (`sentinel monitor <name> …`).
     pub master: String,
     /// AUTH for the Sentinels (`requirepass` in sentinel.conf).
@@ -39,7 +71,7 @@ pub struct SentinelTarget {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
-    pub tls: bool,
+    pub tls: Tls,
 }
 
 impl RedisTarget {
@@ -58,7 +90,7 @@ impl RedisTarget {
             Some(detail) => format!("invalid REDIS_URL {redacted}: {} ({detail})", e.category()),
             None => format!("invalid REDIS_URL {redacted}: {}", e.category()),
         })?;
-        let sentinels = parse_sentinels(sentinels)?;
+        let (sentinels, sentinel_tls) = parse_sentinels(sentinels)?;
         if sentinels.is_empty() {
             // REDIS_PASSWORD is not read here: REDIS_URL carries the password (the Compose file
             // builds it from REDIS_PASSWORD, which its env_file may pass along as well).
@@ -70,6 +102,7 @@ impl RedisTarget {
         let redis = info.redis_settings();
         Ok(Self::Sentinel(SentinelTarget {
             sentinels,
+            sentinel_tls,
             master: master.to_owned(),
             sentinel_password: sentinel_password
                 .filter(|p| !p.is_empty())
@@ -80,7 +113,7 @@ impl RedisTarget {
                 .map(str::to_owned)
                 .or_else(|| redis.password().map(str::to_owned)),
             db: redis.db(),
-            tls: url.starts_with("rediss://"),
+            tls: Tls::of(url),
         }))
     }
 
@@ -94,29 +127,45 @@ impl RedisTarget {
                     .iter()
                     .map(|(h, p)| format!("{h}:{p}"))
                     .collect();
-                format!("sentinel master {} via {}", s.master, list.join(","))
+                let tls = if s.sentinel_tls == Tls::Off {
+                    ""
+                } else {
+                    " (TLS)"
+                };
+                format!("sentinel master {} via {}{tls}", s.master, list.join(","))
             }
         }
     }
 }
 
-/// `host:port,host:port` (spaces allowed, an optional `redis://` prefix ignored).
-fn parse_sentinels(list: &str) -> std::result::Result<Vec<(String, u16)>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|entry| {
-            let bare = entry.strip_prefix("redis://").unwrap_or(entry);
-            let bare = bare.trim_end_matches('/');
-            let (host, port) = bare
-                .rsplit_once(':')
-                .ok_or_else(|| format!("REDIS_SENTINELS entry {entry:?}: expected host:port"))?;
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| format!("REDIS_SENTINELS entry {entry:?}: bad port"))?;
-            Ok((host.to_owned(), port))
-        })
-        .collect()
+/// `host:port,host:port` (spaces allowed; an optional `redis://` prefix ignored; `rediss://` on
+/// every entry for TLS, with `#insecure` for certificates that cannot be verified).
+fn parse_sentinels(list: &str) -> std::result::Result<(Vec<(String, u16)>, Tls), String> {
+    let mut tls = None;
+    let mut sentinels = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let this = Tls::of(entry);
+        if tls.is_some_and(|t| t != this) {
+            return Err(format!(
+                "REDIS_SENTINELS entry {entry:?}: every entry must use the same scheme (rediss:// for TLS)"
+            ));
+        }
+        tls = Some(this);
+        let bare = entry.trim_end_matches("#insecure");
+        let bare = bare
+            .strip_prefix("rediss://")
+            .or_else(|| bare.strip_prefix("redis://"))
+            .unwrap_or(bare)
+            .trim_end_matches('/');
+        let (host, port) = bare
+            .rsplit_once(':')
+            .ok_or_else(|| format!("REDIS_SENTINELS entry {entry:?}: expected host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("REDIS_SENTINELS entry {entry:?}: bad port"))?;
+        sentinels.push((host.to_owned(), port));
+    }
+    Ok((sentinels, tls.unwrap_or(Tls::Off)))
 }
 
 /// The connectable form of a [`RedisTarget`]: hands out a client for the current primary.
@@ -214,10 +263,15 @@ pub(crate) fn no_primary_error(why: String) -> redis::RedisError {
 }
 
 fn sentinel_client(s: &SentinelTarget) -> Result<SentinelClient> {
-    let addrs = s
-        .sentinels
-        .iter()
-        .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+    let addrs = s.sentinels.iter().map(|(host, port)| match s.sentinel_tls {
+        Tls::Off => ConnectionAddr::Tcp(host.clone(), *port),
+        tls => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: tls == Tls::Unverified,
+            tls_params: None,
+        },
+    });
     let mut b = SentinelClientBuilder::new(addrs, &s.master, SentinelServerType::Master)?
         .set_client_to_redis_db(s.db);
     if let Some(p) = &s.sentinel_password {
@@ -229,8 +283,8 @@ fn sentinel_client(s: &SentinelTarget) -> Result<SentinelClient> {
     if let Some(p) = &s.password {
         b = b.set_client_to_redis_password(p);
     }
-    if s.tls {
-        b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
+    if let Some(mode) = s.tls.mode() {
+        b = b.set_client_to_redis_tls_mode(mode);
     }
     Ok(b.build()?)
 }
@@ -258,6 +312,22 @@ mod tests {
         );
         assert_eq!((s.password.as_deref(), s.db), (Some("pw"), 2));
         assert_eq!(s.sentinel_password.as_deref(), Some("spw"));
+        assert_eq!((s.sentinel_tls, s.tls), (Tls::Off, Tls::Off));
+        let t = RedisTarget::parse(
+            "rediss://ignored:1/#insecure",
+            "rediss://a:26379/#insecure,rediss://b:26380#insecure",
+            Some("m"),
+            None,
+            None,
+        )
+        .unwrap();
+        let RedisTarget::Sentinel(s) = t else {
+            panic!("not sentinel")
+        };
+        assert_eq!(s.sentinels, vec![("a".into(), 26379), ("b".into(), 26380)]);
+        assert_eq!((s.sentinel_tls, s.tls), (Tls::Unverified, Tls::Unverified));
+        let mixed = RedisTarget::parse("redis://h:1", "rediss://a:1,b:2", Some("m"), None, None);
+        assert!(mixed.unwrap_err().contains("same scheme"));
         assert!(RedisTarget::parse("redis://h:1", "h:1", None, None, None).is_err());
         assert!(RedisTarget::parse("redis://h:1", "h", Some("m"), None, None).is_err());
         assert_eq!(
