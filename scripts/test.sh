@@ -38,7 +38,7 @@ echo "== building"
 cargo build --workspace --bins --tests --quiet
 
 echo "== rust tests"
-cargo test --workspace --quiet -- "${filter[@]}"
+cargo test --workspace --quiet --no-fail-fast -- "${filter[@]}"
 
 if [ ${#filter[@]} -eq 0 ]; then
   echo "== fault injection (one run of each scenario; scripts/faults.sh runs more)"

@@ -151,8 +151,10 @@ async fn the_runner_reports_what_an_agent_and_the_server_cost_in_memory() {
         }
     })
     .await;
+    // Both measured (a forked agent's PSS may exceed this small server's: it preloads only
+    // `json`, and the agent's own allocations are its alone).
     assert!(
-        agent > 100_000.0 && server > agent,
+        agent > 100_000.0 && server > 100_000.0,
         "agent {agent} B, server {server} B"
     );
     let (status, _) = cluster
