@@ -78,13 +78,6 @@ impl Keys {
         self.global(&format!("stats:{minute}"))
     }
 
-    /// STRING written (with a 60 s expiry) by a coordinator's relay before each `WAIT` that makes
-    /// sure what it read is held by enough replicas (`Store::with_replicated_reads`): `WAIT`
-    /// only counts a connection's own writes.
-    pub fn fence(&self) -> String {
-        self.global("fence")
-    }
-
     /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
     pub fn control_channel(&self) -> String {
         self.global("control")
@@ -149,6 +142,14 @@ impl SessionKeys {
     /// STREAM of recorded events, entry id `<seq>-0`, capped with MAXLEN ~.
     pub fn events_stream(&self) -> String {
         format!("{}events", self.base)
+    }
+
+    /// STRING written (with a 60 s expiry) by a coordinator's relay after each read of this
+    /// session and before a `WAIT` that makes sure what it read is held by enough replicas
+    /// (`Store::with_replicated_reads`): `WAIT` only counts a connection's own writes. In the
+    /// session's slot, so that on a Cluster it goes to the node the read went to.
+    pub fn fence(&self) -> String {
+        format!("{}fence", self.base)
     }
 
     /// Pub/sub channel carrying each event as it is recorded.

@@ -240,13 +240,17 @@ impl Store {
     }
 
     /// `read`, fenced when this store's reads must be replicated (see the module doc).
-    pub(crate) async fn read<T: FromRedisValue>(&self, read: redis::Cmd) -> Result<T> {
+    pub(crate) async fn read<T: FromRedisValue>(
+        &self,
+        session: SessionId,
+        read: redis::Cmd,
+    ) -> Result<T> {
         if !self.replicated_reads {
             return Ok(read.query_async(&mut self.conn()).await?);
         }
         let mut pipe = redis::pipe();
         pipe.add_command(read);
-        self.add_fence(&mut pipe);
+        self.add_fence(&mut pipe, session);
         let (value, acked): (T, u64) = pipe.query_async(&mut self.conn()).await?;
         self.check_acked(acked, "read")?;
         Ok(value)
@@ -254,9 +258,9 @@ impl Store {
 
     /// A write of the fence key (so that `WAIT` has something of this connection's to count:
     /// it covers everything the primary had accepted before) and the `WAIT`.
-    fn add_fence(&self, pipe: &mut redis::Pipeline) {
+    fn add_fence(&self, pipe: &mut redis::Pipeline, session: SessionId) {
         pipe.cmd("SET")
-            .arg(self.keys.fence())
+            .arg(self.keys.session(session).fence())
             .arg(crate::now_ms())
             .arg("PX")
             .arg(60_000)
@@ -343,10 +347,10 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("{}: arguments: {e}", lua.file())))?;
         let mut pipe = redis::pipe();
         pipe.add_command(evalsha);
-        if fence {
-            self.add_fence(&mut pipe);
-        } else {
-            self.add_wait(&mut pipe);
+        // A read of no session has no fence key; none is called through a replicated store.
+        match transition.session().filter(|_| fence) {
+            Some(session) => self.add_fence(&mut pipe, session),
+            None => self.add_wait(&mut pipe),
         }
         let mut conn = self.conn();
         let first: redis::RedisResult<(redis::Value, u64)> = pipe.query_async(&mut conn).await;

@@ -126,7 +126,7 @@ impl Store {
             .arg("+")
             .arg("COUNT")
             .arg(max);
-        let reply: redis::streams::StreamRangeReply = self.read(xrange).await?;
+        let reply: redis::streams::StreamRangeReply = self.read(id, xrange).await?;
         recorded(reply)
     }
 
@@ -159,7 +159,7 @@ impl Store {
     pub async fn last_seq(&self, id: SessionId) -> Result<Option<u64>> {
         let mut hget = redis::cmd("HGET");
         hget.arg(self.keys.session(id).session_hash()).arg("seq");
-        self.read(hget).await
+        self.read(id, hget).await
     }
 
     /// Sessions still `decomposing` past their deadline (their coordinator died or hung).
