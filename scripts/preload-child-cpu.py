@@ -115,6 +115,8 @@ def main() -> None:
     opts.add_argument("--agents", type=int, default=40)
     opts.add_argument("--profile", default="")
     opts = opts.parse_args()
+    if opts.profile:
+        os.makedirs(opts.profile, exist_ok=True)
     os.chdir(ROOT)
     fake, url, key = start_fake()
     sys.path[:0] = [WORKERS]
