@@ -79,7 +79,7 @@ def child(sp, args, env: dict, fds: list, report: int, profile: str) -> None:
     if profile:
         import cProfile
 
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)
         atexit.register(lambda: prof.dump_stats(profile))
         prof.enable()
     try:
@@ -107,7 +107,8 @@ def run_agent(sp, args, env: dict, profile: str) -> tuple:
     if os.waitstatus_to_exitcode(status) != 0 or b'"complete"' not in stdout:
         sys.exit(f"agent failed (status {status}): {stdout.decode()[-500:]}")
     inproc, request, responding = (float(v) * 1000 for v in measured)
-    return inproc, request, responding, (usage.ru_utime + usage.ru_stime) * 1000, usage.ru_minflt
+    whole = (usage.ru_utime + usage.ru_stime) * 1000
+    return inproc, request, responding, whole, usage.ru_minflt, usage.ru_stime * 1000
 
 
 def main() -> None:
@@ -137,6 +138,8 @@ def main() -> None:
     for col, name in enumerate((*columns, "minor page faults")):
         values = sorted(r[col] for r in rows)
         print(f"{name:26} median {values[len(values) // 2]:8.1f}  min {values[0]:8.1f}")
+    system = sum(r[5] for r in rows) / sum(r[3] for r in rows)
+    print(f"system time: {100 * system:.0f} % of the agents' whole-life CPU")
 
 
 if __name__ == "__main__":

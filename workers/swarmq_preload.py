@@ -244,6 +244,8 @@ class Script:
 def become_worker(req: Request, args: argparse.Namespace) -> None:
     """In the child: own process group, the agent's stdio and environment, then the worker."""
     os.setpgid(0, 0)
+    if req.nice > 0:  # first: the server runs at the runner's priority, the worker below it
+        os.setpriority(os.PRIO_PROCESS, 0, req.nice)
     for target, fd in enumerate(req.fds):
         os.dup2(fd, target)
     for fd in req.fds:
@@ -251,8 +253,6 @@ def become_worker(req: Request, args: argparse.Namespace) -> None:
             os.close(fd)
     os.environ.clear()
     os.environ.update(req.env)
-    if req.nice > 0:
-        os.setpriority(os.PRIO_PROCESS, 0, req.nice)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -86,6 +86,11 @@ async fn replica_for(redis: &RedisServer) -> Option<RedisServer> {
     Some(replica)
 }
 
+/// The families other than PRELOAD measure the queue against a raw spawn of the same command,
+/// and count their workers' CPU as the runner's reaped children: their runners start workers
+/// cold, as they did before preloading became the default (a family's own env may override).
+const COLD: (&str, &str) = ("SWARMQ_WORKER_START", "cold");
+
 /// `env` plus the durability setting of the current DUR mode.
 fn durable<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = env.to_vec();
@@ -326,6 +331,7 @@ async fn queue_rate_with(
     let cwd = repo_root().display().to_string();
     let mut fleet = Vec::new();
     let mut env = vec![
+        COLD,
         ("SWARMQ_RUNNER_SLOTS", slots.as_str()),
         ("SWARMQ_WORKER_CWD", &cwd),
     ];
@@ -584,7 +590,8 @@ async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProces
         python(),
         repo_root().join("bench/workers/stamp.py").display()
     );
-    RunnerProcess::start(&redis.url(), &worker, &durable(env)).await
+    let env: Vec<_> = std::iter::once(COLD).chain(env.iter().copied()).collect();
+    RunnerProcess::start(&redis.url(), &worker, &durable(&env)).await
 }
 
 /// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
