@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.machinery
 import io
 import json
 import os
@@ -207,15 +208,17 @@ class Script:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # What `python script.py` makes `__file__` and the code's file name (Python >= 3.9).
+        self.file = os.path.abspath(path)
         self.stamp: Optional[tuple] = None
         self.code = None
         try:
             stamp = self.current_stamp()
-            with io.open_code(os.path.abspath(path)) as f:
+            with io.open_code(self.file) as f:
                 source = f.read()
             # dont_inherit: the script is compiled as `python` would, without this file's
             # `from __future__` flags.
-            self.code = compile(source, path, "exec", dont_inherit=True)
+            self.code = compile(source, self.file, "exec", dont_inherit=True)
             self.stamp = stamp
         except (OSError, SyntaxError, ValueError):
             pass  # each child meets the error itself, as a cold start would
@@ -235,7 +238,11 @@ class Script:
             return
         main = types.ModuleType("__main__")
         main.__dict__.update(
-            __file__=self.path, __cached__=None, __loader__=None, __package__="", __spec__=None
+            __file__=self.file,
+            __cached__=None,
+            __loader__=importlib.machinery.SourceFileLoader("__main__", self.file),
+            __package__=None,
+            __spec__=None,
         )
         sys.modules["__main__"] = main
         exec(self.code, main.__dict__)  # noqa: S102 - the worker script, as python would run it

@@ -137,7 +137,7 @@ def test_the_child_leads_its_own_group_at_the_nice_value_with_modules_preloaded(
     assert me["argv"] == ["probe.py"] and me["cwd"] == str(tmp_path)
     # Compiled once by the server, as `python probe.py` would: not with the server's own
     # `from __future__ import annotations`.
-    assert me["file"] == "probe.py" and me["annotation"] == "<class 'int'>"
+    assert me["file"] == str(tmp_path / "probe.py") and me["annotation"] == "<class 'int'>"
 
 
 def test_a_script_changed_since_the_server_started_runs_as_it_is_now(server, tmp_path):

@@ -78,6 +78,7 @@ fn unavailable(e: &redis::RedisError) -> bool {
         // A primary configured with min-replicas-to-write that has too few replicas (a stale
         // primary that came back alone, or a new one before its replicas reattached).
         || e.code() == Some("NOREPLICAS")
+        || refused_in_pipeline(e, "NOREPLICAS")
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -90,6 +91,15 @@ fn unavailable(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
         )
+}
+
+/// Whether a command of a pipeline failed with the server error `code`: for a pipeline (a
+/// transition with its `WAIT` pipelined after it) `RedisError::code` sees only a lone command's
+/// error, so a NOREPLICAS there would count as a hard failure instead of a retry.
+fn refused_in_pipeline(e: &redis::RedisError, code: &str) -> bool {
+    e.clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
