@@ -213,46 +213,81 @@ class NoAnswer(Exception):
     pass
 
 
+class Answer:
+    """What a streamed message said, from the raw events of ``messages.create(stream=True)``:
+    the stop reason, the output tokens and the text blocks, as the SDK's ``messages.stream``
+    helper would accumulate them into its final message. The helper also rebuilds a snapshot of
+    the whole message and a second event object for every event, CPU a preloaded agent would
+    otherwise spend on each call. Progress goes out as it arrives: actions, coalesced reasoning."""
+
+    def __init__(self, coalescer: Coalescer) -> None:
+        self.coalescer = coalescer
+        self.started = False
+        self.stop_reason: Optional[str] = None
+        self.output_tokens = 0
+        self.texts: dict[int, list[str]] = {}  # text blocks by index: their pieces
+
+    def on(self, event: Any) -> None:
+        etype = event.type
+        if etype == "message_start":
+            self.started = True
+            self.stop_reason = event.message.stop_reason
+            self.output_tokens = event.message.usage.output_tokens
+            sw.action(f"{event.message.model} is responding")
+        elif etype == "content_block_start":
+            self.coalescer.flush()
+            block = event.content_block
+            if block.type == "thinking":
+                sw.action("Thinking")
+            elif block.type == "text":
+                sw.action("Writing the answer")
+                if self.started:
+                    self.texts[event.index] = [block.text]
+            else:
+                sw.action(f"Receiving a {block.type} block")
+        elif etype == "content_block_delta":
+            self.on_delta(event.index, event.delta)
+        elif etype == "content_block_stop":
+            self.coalescer.flush()
+        elif etype == "message_delta" and self.started:
+            self.stop_reason = event.delta.stop_reason
+            self.output_tokens = event.usage.output_tokens
+
+    def on_delta(self, index: int, delta: Any) -> None:
+        if delta.type == "text_delta":
+            self.coalescer.add(delta.text)
+            if index in self.texts:
+                self.texts[index].append(delta.text)
+        elif delta.type == "thinking_delta":
+            self.coalescer.add(delta.thinking)
+
+    def text(self) -> str:
+        return "".join("".join(self.texts[i]) for i in sorted(self.texts)).strip()
+
+
 def run_task(client: Any, task: sw.Task, e: sw.WorkerEnv, model: str, max_tokens: int, thinking: int) -> str:
     kwargs: dict[str, Any] = {}
     if thinking:
         kwargs["thinking"] = {"type": "enabled", "budget_tokens": thinking}
     sw.action(f"Calling {model} (streaming, max {max_tokens} tokens)")
-    coalescer = Coalescer(sw.reasoning)
-    with client.messages.stream(
+    answer = Answer(Coalescer(sw.reasoning))
+    with client.messages.create(
         model=model,
         max_tokens=max_tokens,
         system=SYSTEM_PROMPT.format(agent_id=e.agent_id, session_id=e.session_id),
         messages=[{"role": "user", "content": task.description}],
+        stream=True,
         **kwargs,
     ) as stream:
         for event in stream:
-            etype = event.type
-            if etype == "message_start":
-                sw.action(f"{event.message.model} is responding")
-            elif etype == "content_block_start":
-                coalescer.flush()
-                btype = event.content_block.type
-                if btype == "thinking":
-                    sw.action("Thinking")
-                elif btype == "text":
-                    sw.action("Writing the answer")
-                else:
-                    sw.action(f"Receiving a {btype} block")
-            elif etype == "content_block_delta":
-                delta = event.delta
-                if delta.type == "text_delta":
-                    coalescer.add(delta.text)
-                elif delta.type == "thinking_delta":
-                    coalescer.add(delta.thinking)
-            elif etype == "content_block_stop":
-                coalescer.flush()
-        coalescer.flush()
-        message = stream.get_final_message()
+            answer.on(event)
+        answer.coalescer.flush()
+    if not answer.started:
+        raise NoAnswer("model stream ended before its message started")
 
-    stop = message.stop_reason
-    sw.action(f"Received {message.usage.output_tokens} tokens (stop_reason: {stop})")
-    text = "".join(block.text for block in message.content if block.type == "text").strip()
+    stop = answer.stop_reason
+    sw.action(f"Received {answer.output_tokens} tokens (stop_reason: {stop})")
+    text = answer.text()
     if not text:
         raise NoAnswer(f"model returned no answer text (stop_reason: {stop})")
     if stop == "max_tokens":
@@ -312,8 +347,13 @@ def run_online(e: sw.WorkerEnv) -> None:
 
 #: The TLS settings of this process's client (what the SDK would build: the system's CA store,
 #: SSL_CERT_FILE/SSL_CERT_DIR honoured). Built once per process; in a preloaded worker server
-#: before the fork, so every agent shares it (loading the CA bundle is ~70 ms of CPU).
+#: before the fork, so every agent shares it (loading the CA bundle is ~30-70 ms of CPU).
 _tls: Any = None
+
+#: The module name the preloaded worker server imports this file under
+#: (SWARMQ_PRELOAD_MODULES=...,worker:preload). A preloaded child runs this file again as
+#: ``__main__``, with fresh globals: what the server built before the fork is on that module.
+PRELOADED_AS = "worker"
 
 
 def http_library() -> Any:
@@ -329,7 +369,12 @@ def http_library() -> Any:
 
 
 def tls_context() -> Any:
+    """This process's TLS context: in a preloaded child the one the server built, else new."""
     global _tls
+    if _tls is None:
+        preloaded = sys.modules.get(PRELOADED_AS)
+        if preloaded is not None and vars(preloaded) is not globals():
+            _tls = getattr(preloaded, "_tls", None)
     if _tls is None:
         _tls = http_library().create_ssl_context()
     return _tls
@@ -375,6 +420,8 @@ def preload() -> None:
     httpx = http_library()
     # The real transport's modules (imported lazily by the first client) and the TLS context.
     anthropic.DefaultHttpxClient(verify=tls_context()).close()
+    # The codec `socket` encodes host names with, imported at a process's first connection.
+    import encodings.idna  # noqa: F401
     body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in _WARM_STREAM)
 
     def answer(request: httpx.Request) -> httpx.Response:

@@ -29,10 +29,15 @@ pub struct Config {
     )]
     pub worker_cmd: String,
 
-    /// How workers start: `cold` (a fresh process each) or `preload` (forked from one Python
-    /// server per runner that imported the worker's modules once; Python `SCRIPT.py` and
-    /// `-m MODULE` commands only, others start cold).
-    #[arg(long, env = "SWARMQ_WORKER_START", value_enum, default_value = "cold")]
+    /// How workers start: `preload` (forked from one Python server per runner that imported
+    /// the worker's modules once; `python SCRIPT.py` and `python -m MODULE` commands only, any
+    /// other command starts cold) or `cold` (a fresh process each, always).
+    #[arg(
+        long,
+        env = "SWARMQ_WORKER_START",
+        value_enum,
+        default_value = "preload"
+    )]
     pub worker_start: crate::launcher::StartMode,
 
     /// Modules the preloaded server imports before forking workers (comma-separated;

@@ -1,9 +1,10 @@
-//! How worker processes are started: `Cold` (a fresh `Command` per worker, the default) or
-//! `Preloaded` — one Python server per runner (`workers/swarmq_preload.py`, embedded in this
+//! How worker processes are started: `Preload` (the default, for Python commands) — one Python
+//! server per runner (`workers/swarmq_preload.py`, embedded in this
 //! binary) imports the worker's modules once and forks a child per agent, which gets the agent's
 //! own pipes (passed over a Unix socket), environment, process group and nice value. The child is
 //! the worker exactly as a cold start would make it; the runner signals its group and learns its
-//! exit status from the server.
+//! exit status from the server. Other commands, and every command with `Cold`, get a fresh
+//! `Command` per worker.
 //!
 //! If the server dies it is restarted at the next start, and a start that it lost is tried again
 //! (the TODO never sees it: no attempt is counted). If it cannot be started, this runner starts
@@ -235,8 +236,11 @@ impl Preloader {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // The server keeps the runner's CPU priority, not the workers' (`SWARMQ_WORKER_NICE`):
+        // like the runner relaying lines, it is on the path of every start, and it forks them
+        // one at a time; niced, a burst's own children would starve it. Each child lowers its
+        // priority first thing after the fork (and the runner sets it on the child's group).
         let mut child = cmd.spawn()?;
-        crate::worker::lower_priority(child.id().map_or(0, |p| p as i32), spec.nice);
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(log_server_stderr(stderr));
         }

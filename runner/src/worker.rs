@@ -330,7 +330,7 @@ impl Worker {
 /// its lines runs first when workers saturate the CPU. Set from here, right after the spawn,
 /// rather than in the child before `exec`: a `pre_exec` hook would make every spawn a full
 /// `fork` of the runner instead of `posix_spawn`; anything the worker forks inherits the value.
-pub(crate) fn lower_priority(pid: i32, nice: u8) {
+fn lower_priority(pid: i32, nice: u8) {
     if pid <= 0 || nice == 0 {
         return;
     }

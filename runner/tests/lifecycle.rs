@@ -172,14 +172,35 @@ async fn workers_get_exactly_the_contract_environment(start: Start) {
     start.check(&cluster);
 }
 
+/// The nice value of process `pid` (field 19 of /proc/<pid>/stat).
+fn nice_of(pid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
 /// Workers run below the runner's CPU priority (SWARMQ_WORKER_NICE, default 10), so relaying
-/// their lines comes first when they saturate the host.
+/// their lines comes first when they saturate the host. The preloaded worker server, which every
+/// start goes through, keeps the runner's priority.
 async fn workers_run_at_a_lower_cpu_priority_than_the_runner(start: Start) {
     let cluster = Cluster::start(1, &fixture_worker(""), &[start.env()]).await;
     let id = cluster.api().create_ok("nice", 1).await;
     let s = cluster.wait_finished(&id).await;
     assert_eq!(s["todos"][0]["result"], "nice:10", "{s}");
     start.check(&cluster);
+    let runner = &cluster.runners[0].process;
+    for ready in runner.log_messages("worker server ready") {
+        let server = ready["pid"].as_i64().expect("server pid") as i32;
+        assert_eq!(
+            nice_of(server),
+            nice_of(runner.pid()),
+            "the server's priority"
+        );
+    }
 }
 
 async fn the_default_python_worker_completes_a_session_offline(start: Start) {

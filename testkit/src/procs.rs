@@ -107,6 +107,12 @@ impl Process {
         self.logs.lock().expect("logs").clone()
     }
 
+    /// The collected log lines themselves, growing as the process logs: for a watcher that
+    /// reads them as they come (a bench) rather than copying them all each time.
+    pub fn log_lines(&self) -> Arc<Mutex<Vec<String>>> {
+        self.logs.clone()
+    }
+
     /// Log lines (parsed) whose message contains `needle`.
     pub fn log_messages(&self, needle: &str) -> Vec<serde_json::Value> {
         self.logs()

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import WORKERS, worker_env
+from conftest import ROOT, WORKER_PY, WORKERS, run_like_runner, worker_env
+from fake_anthropic import FakeAnthropic, Reply
 
 SERVER = os.path.join(WORKERS, "swarmq_preload.py")
 
@@ -21,6 +22,8 @@ SERVER = os.path.join(WORKERS, "swarmq_preload.py")
 PROBE = r'''
 import json, os, sys
 what = os.environ["TASK_DESCRIPTION"]
+def identity(x: int) -> None:  # no `from __future__ import annotations` here: a real int
+    pass
 if what == "env":
     print(json.dumps(dict(os.environ)))
 elif what == "echo":
@@ -31,7 +34,7 @@ elif what == "identity":
     print(json.dumps({
         "pid": os.getpid(), "pgid": os.getpgid(0), "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "preloaded": "decimal" in sys.modules, "argv": sys.argv, "name": __name__,
-        "cwd": os.getcwd(),
+        "cwd": os.getcwd(), "file": __file__, "annotation": repr(identity.__annotations__["x"]),
     }))
 elif what == "exit3":
     sys.exit(3)
@@ -47,11 +50,11 @@ elif what == "hang":
 class Server:
     """A preload server on a private socket, driven the way the runner drives it."""
 
-    def __init__(self, tmp_path, *target: str, preload: str = "json,decimal") -> None:
+    def __init__(self, tmp_path, *target: str, preload: str = "json,decimal", cwd=None) -> None:
         self.sock = str(tmp_path / "sock")
         self.proc = subprocess.Popen(
             [sys.executable, SERVER, "--socket", self.sock, "--preload", preload, *target],
-            cwd=str(tmp_path),
+            cwd=str(cwd or tmp_path),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -132,6 +135,26 @@ def test_the_child_leads_its_own_group_at_the_nice_value_with_modules_preloaded(
     assert me["nice"] >= 7
     assert me["preloaded"] and me["name"] == "__main__"
     assert me["argv"] == ["probe.py"] and me["cwd"] == str(tmp_path)
+    # Compiled once by the server, as `python probe.py` would: not with the server's own
+    # `from __future__ import annotations`.
+    assert me["file"] == str(tmp_path / "probe.py") and me["annotation"] == "<class 'int'>"
+
+
+def test_a_script_changed_since_the_server_started_runs_as_it_is_now(server, tmp_path):
+    (tmp_path / "probe.py").write_text('print("edited")\n')
+    status, out, _ = server.spawn(worker_env(description="identity")).finish()
+    assert (os.waitstatus_to_exitcode(status), out) == (0, "edited\n")
+
+
+def test_a_script_that_does_not_compile_fails_in_each_child_as_a_cold_start_would(tmp_path):
+    (tmp_path / "broken.py").write_text("def (:\n")
+    s = Server(tmp_path, "--script", "broken.py")
+    try:
+        status, out, err = s.spawn(worker_env(description="env")).finish()
+    finally:
+        s.close()
+    assert (os.waitstatus_to_exitcode(status), out) == (1, "")
+    assert "SyntaxError" in err and 'broken.py", line 1' in err
 
 
 def test_exit_codes_and_crashes_are_reported_as_a_cold_start_would(server):
@@ -183,3 +206,24 @@ def test_a_malformed_request_is_refused_and_the_server_goes_on(server):
     assert conn.recv(100) == b""
     status, out, _ = server.spawn(worker_env(description="env")).finish()
     assert os.waitstatus_to_exitcode(status) == 0 and out
+
+
+def test_a_preloaded_default_worker_answers_exactly_as_a_cold_one(tmp_path):
+    """workers/worker.py online, as the runner preloads it by default: same lines, same exit."""
+    with FakeAnthropic() as fake:
+        env = worker_env(ANTHROPIC_API_KEY=fake.api_key, ANTHROPIC_BASE_URL=fake.url)
+        replies = (Reply("first answer\n" * 30, thinking="hmm " * 40), Reply("second", stop_reason="max_tokens"))
+        fake.enqueue(*replies)
+        cold, _ = run_like_runner(WORKER_PY, env, [("todo-2", "again")])
+        s = Server(tmp_path, "--script", "workers/worker.py", preload="swarmq_worker,anthropic,worker:preload", cwd=ROOT)
+        try:
+            fake.enqueue(*replies)
+            child = s.spawn(env)
+            first = child.stdout.readline()  # the first task is under way
+            child.stdin.write(b'{"taskId":"todo-2","description":"again"}\n')
+            status, out, _ = child.finish()
+            out = first.decode() + out
+        finally:
+            s.close()
+    assert os.waitstatus_to_exitcode(status) == cold.proc.returncode == 0
+    assert out.encode() == b"".join(cold.raw_lines)

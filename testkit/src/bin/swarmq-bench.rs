@@ -25,7 +25,7 @@
 //!   workers, and W1's throughput, with and without the workers' lower priority and start pacing;
 //! - PRELOAD: the real `workers/worker.py` online against the streaming fake model, 50/200/400
 //!   agents at once, cold starts beside preloaded ones: time to the first streamed line, burst
-//!   time, CPU and PSS per agent;
+//!   time, CPU per agent start and over its whole life, and PSS per agent;
 //! - scale-out: W1 with 1, 2 and 4 runners, vs. the raw spawn rate at the same parallelism;
 //! - Redis commands per TODO (INFO commandstats deltas), CPU per TODO by process, and the
 //!   runner's and coordinator's RSS.
@@ -85,6 +85,11 @@ async fn replica_for(redis: &RedisServer) -> Option<RedisServer> {
     }
     Some(replica)
 }
+
+/// The families other than PRELOAD measure the queue against a raw spawn of the same command,
+/// and count their workers' CPU as the runner's reaped children: their runners start workers
+/// cold, as they did before preloading became the default (a family's own env may override).
+const COLD: (&str, &str) = ("SWARMQ_WORKER_START", "cold");
 
 /// `env` plus the durability setting of the current DUR mode.
 fn durable<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -326,6 +331,7 @@ async fn queue_rate_with(
     let cwd = repo_root().display().to_string();
     let mut fleet = Vec::new();
     let mut env = vec![
+        COLD,
         ("SWARMQ_RUNNER_SLOTS", slots.as_str()),
         ("SWARMQ_WORKER_CWD", &cwd),
     ];
@@ -584,7 +590,8 @@ async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProces
         python(),
         repo_root().join("bench/workers/stamp.py").display()
     );
-    RunnerProcess::start(&redis.url(), &worker, &durable(env)).await
+    let env: Vec<_> = std::iter::once(COLD).chain(env.iter().copied()).collect();
+    RunnerProcess::start(&redis.url(), &worker, &durable(&env)).await
 }
 
 /// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
@@ -1429,6 +1436,11 @@ struct AgentLoad {
     first_reasoning: Vec<f64>,
     /// From the first `task:assigned` to the last agent's first `agent:reasoning`.
     burst_secs: f64,
+    /// Per agent start: its worker process's own CPU (user + system, from the fork or exec)
+    /// read when the agent's first `agent:reasoning` is published (see [`start_cpu_ms`]).
+    start_cpu_ms: Vec<f64>,
+    /// Preloaded: the server's own CPU during the burst (accepting, forking, reaping) / n.
+    server_ms_per_agent: f64,
     /// CPU of the worker processes over their whole life (start, one streamed call, exit) / n.
     cpu_ms_per_agent: f64,
     /// PSS per worker process: the mean of each one's peak. And how many were sampled.
@@ -1446,17 +1458,68 @@ const MODEL_PACE: swarmq_testkit::Streaming = swarmq_testkit::Streaming {
     interval: Duration::from_millis(300),
 };
 
-/// Per agent id: when its first `task:assigned` and first `agent:reasoning` were published
-/// (ms, bench clock), until `n` agents have reasoned.
+/// CPU (user + system) a process has used so far, in ms: from `/proc/<pid>/schedstat` (ns, the
+/// scheduler's own count) where the kernel has it, else from `/proc/<pid>/stat` (whole clock
+/// ticks: 10 ms steps, too coarse for one start).
+fn start_cpu_ms(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|ns| ns / 1e6)
+        .unwrap_or_else(|| cpu_ms(pid))
+}
+
+/// Which worker process serves which agent, from the runner's `worker started` debug lines
+/// (`pid`, and `agent_id` in their span list), read as the runner logs them.
+struct WorkerPids {
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    read: usize,
+    by_agent: std::collections::HashMap<String, i32>,
+}
+
+impl WorkerPids {
+    fn pid(&mut self, agent: &str) -> Option<i32> {
+        if !self.by_agent.contains_key(agent) {
+            let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            for line in &logs[self.read..] {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if v["message"] != "worker started" {
+                    continue;
+                }
+                let spans = v["spans"].as_array().map(Vec::as_slice).unwrap_or_default();
+                let id = spans.iter().find_map(|s| s["agent_id"].as_str());
+                if let (Some(id), Some(pid)) = (id, v["pid"].as_i64()) {
+                    self.by_agent.insert(id.to_owned(), pid as i32);
+                }
+            }
+            self.read = logs.len();
+        }
+        self.by_agent.get(agent).copied()
+    }
+}
+
+/// What the bench saw of one agent: when its first `task:assigned` and first `agent:reasoning`
+/// were published (ms, bench clock), and its worker's CPU at that first reasoning.
+#[derive(Default)]
+struct FirstEvents {
+    assigned: f64,
+    reasoning: f64,
+    start_cpu_ms: Option<f64>,
+}
+
+/// Per agent id: its [`FirstEvents`], until `n` agents have reasoned.
 async fn watch_first_events(
     redis_url: String,
     n: usize,
-) -> anyhow::Result<std::collections::HashMap<String, (f64, f64)>> {
+    mut pids: WorkerPids,
+) -> anyhow::Result<std::collections::HashMap<String, FirstEvents>> {
     use futures_util::StreamExt;
     let client = redis::Client::open(redis_url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe("swarmq:{*}:live").await?;
-    let mut seen: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    let mut seen: std::collections::HashMap<String, FirstEvents> = Default::default();
     let mut reasoned = 0;
     let mut messages = pubsub.on_message();
     while reasoned < n {
@@ -1468,11 +1531,12 @@ async fn watch_first_events(
         let Some(agent) = v["data"]["agentId"].as_str() else {
             continue;
         };
-        let entry = seen.entry(agent.to_owned()).or_insert((0.0, 0.0));
+        let entry = seen.entry(agent.to_owned()).or_default();
         match v["event"].as_str() {
-            Some("task:assigned") if entry.0 == 0.0 => entry.0 = now,
-            Some("agent:reasoning") if entry.1 == 0.0 => {
-                entry.1 = now;
+            Some("task:assigned") if entry.assigned == 0.0 => entry.assigned = now,
+            Some("agent:reasoning") if entry.reasoning == 0.0 => {
+                entry.reasoning = now;
+                entry.start_cpu_ms = pids.pid(agent).map(start_cpu_ms);
                 reasoned += 1;
             }
             _ => {}
@@ -1506,6 +1570,8 @@ async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
             // This family measures starts, not priorities: on a shared host niced workers would
             // also yield to everyone else's jobs (docs/benchmarks.md, CTRL).
             ("SWARMQ_WORKER_NICE", "0"),
+            // `worker started` (pid, agent) lines: which process to read a start's CPU from.
+            ("RUST_LOG", "info,swarmq_runner::task=debug"),
             ("ANTHROPIC_API_KEY", swarmq_testkit::anthropic::API_KEY),
             ("ANTHROPIC_BASE_URL", fake.url()),
             (
@@ -1524,7 +1590,12 @@ async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
     } else {
         runner.process.pid()
     };
-    let watcher = tokio::spawn(watch_first_events(redis.url(), n));
+    let pids = WorkerPids {
+        logs: runner.process.log_lines(),
+        read: 0,
+        by_agent: Default::default(),
+    };
+    let watcher = tokio::spawn(watch_first_events(redis.url(), n, pids));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (cpu_before, server_cpu_before) = (children_cpu_ms(parent), cpu_ms(parent));
     let api = coordinator.api();
@@ -1553,11 +1624,18 @@ async fn agent_load(n: usize, mode: &str) -> anyhow::Result<AgentLoad> {
     while !children_of(parent).is_empty() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first_assigned = seen.values().map(|v| v.0).fold(f64::MAX, f64::min);
-    let last_reasoning = seen.values().map(|v| v.1).fold(0.0, f64::max);
+    let server_burst_ms = cpu_ms(parent) - server_cpu_before;
+    let first_assigned = seen.values().map(|v| v.assigned).fold(f64::MAX, f64::min);
+    let last_reasoning = seen.values().map(|v| v.reasoning).fold(0.0, f64::max);
     Ok(AgentLoad {
-        first_reasoning: seen.values().map(|(a, r)| r - a).collect(),
+        first_reasoning: seen.values().map(|v| v.reasoning - v.assigned).collect(),
         burst_secs: (last_reasoning - first_assigned) / 1000.0,
+        start_cpu_ms: seen.values().filter_map(|v| v.start_cpu_ms).collect(),
+        server_ms_per_agent: if mode == "preload" {
+            server_burst_ms / n as f64
+        } else {
+            0.0
+        },
         cpu_ms_per_agent: (children_cpu_ms(parent) - cpu_before) / n as f64,
         pss_mb_per_agent: pss as f64 / 1024.0 / best.max(1) as f64,
         sampled: best,
@@ -1584,17 +1662,28 @@ async fn preload_family(sizes: &[usize], cold_max: usize) -> anyhow::Result<()> 
             }
             let run = agent_load(n, mode).await?;
             let (p50, _, p99) = percentiles(run.first_reasoning.clone());
+            let (start_p50, _, start_p99) = if run.start_cpu_ms.is_empty() {
+                (f64::NAN, f64::NAN, f64::NAN) // no `worker started` line was read
+            } else {
+                percentiles(run.start_cpu_ms.clone())
+            };
+            let start_mean =
+                run.start_cpu_ms.iter().sum::<f64>() / run.start_cpu_ms.len().max(1) as f64;
             let server = if mode == "preload" {
                 format!(
-                    "; server once: PSS {:.1} MB, CPU {:.0} ms",
-                    run.server_pss_mb, run.server_cpu_ms
+                    "; server once: PSS {:.1} MB, CPU {:.0} ms; server during the burst: {:.2} ms per agent (accept, fork, reap)",
+                    run.server_pss_mb, run.server_cpu_ms, run.server_ms_per_agent
                 )
             } else {
                 String::new()
             };
             println!(
-                "| PRELOAD {n} agents, {mode}: task:assigned → first agent:reasoning p50 / p99 ms; all working (s); CPU ms per agent (whole worker life); PSS MB per agent (peak of each of {} sampled){server} | {p50:.0} / {p99:.0} | {:.2} | {:.1} | {:.1} | ≤ 20 ms CPU, ≤ 15 MB PSS; 400 working within 5 s |",
-                run.sampled, run.burst_secs, run.cpu_ms_per_agent, run.pss_mb_per_agent
+                "| PRELOAD {n} agents, {mode}: task:assigned → first agent:reasoning p50 / p99 ms; all working (s); CPU ms per agent START (its process at its first agent:reasoning, mean; p50 / p99; {} of {n} read); CPU ms per agent (whole worker life); PSS MB per agent (peak of each of {} sampled){server} | {p50:.0} / {p99:.0} | {:.2} | {start_mean:.1} ({start_p50:.1} / {start_p99:.1}) | {:.1} | {:.1} | ≤ 20 ms CPU per start, ≤ 15 MB PSS; 400 working within 5 s |",
+                run.start_cpu_ms.len(),
+                run.sampled,
+                run.burst_secs,
+                run.cpu_ms_per_agent,
+                run.pss_mb_per_agent
             );
         }
     }
