@@ -78,6 +78,12 @@ impl Keys {
         self.global(&format!("stats:{minute}"))
     }
 
+    /// STRING marker: this session's agent jobs were put on the ready queue (`enqueue_jobs.lua`
+    /// pushes them once, whoever calls it). In the queue's slot; expires after a day.
+    pub fn enqueued_marker(&self, session: SessionId) -> String {
+        self.global(&format!("enqueued:{session}"))
+    }
+
     /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
     pub fn control_channel(&self) -> String {
         self.global("control")
@@ -149,6 +155,12 @@ impl SessionKeys {
         format!("{}live", self.base)
     }
 
+    /// STRING tombstone: the watchdog gave up on this id before its session was written, so
+    /// none may be written later (`init_session.lua` refuses). Expires after a day.
+    pub fn gone_marker(&self) -> String {
+        format!("{}gone", self.base)
+    }
+
     /// Prefix of the per-TODO hashes; Lua appends the todo id.
     pub fn todo_prefix(&self) -> String {
         format!("{}todo:", self.base)
@@ -171,9 +183,51 @@ impl SessionKeys {
     }
 }
 
+/// The Redis Cluster hash slot of `key` (CRC16-XMODEM of its hash tag, or of the whole key when
+/// it has none, mod 16384), as the Cluster specification defines it: what a test checks to
+/// prove that every script touches one slot.
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16_xmodem(hashed) % 16384
+}
+
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_match_the_cluster_specification() {
+        // Values from `CLUSTER KEYSLOT` on redis-server 7.0.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("bar"), 5061);
+        assert_eq!(slot("123456789"), 0x31C3); // CRC16-XMODEM check value
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+    }
 
     #[test]
     fn session_keys_share_one_hash_tag() {
@@ -187,6 +241,7 @@ mod tests {
             s.agent_ids_list(),
             s.pending_list(),
             s.events_stream(),
+            s.gone_marker(),
             s.todo_hash(TodoId::new()),
             s.agent_hash(AgentId::new()),
         ] {

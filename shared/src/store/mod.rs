@@ -22,6 +22,7 @@
 mod conn;
 mod hashes;
 pub mod idempotency;
+mod lifecycle;
 mod rate;
 mod runners;
 mod sessions;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::FromRedisValue;
-use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::ConnectionManagerConfig;
 
 use crate::ids::SessionId;
 use crate::keys::Keys;
@@ -42,7 +43,7 @@ use crate::transitions::{self, Snapshot, Transition};
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
 pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
-pub use target::{RedisTarget, SentinelTarget};
+pub use target::{ClusterTarget, RedisTarget, SentinelTarget};
 
 use conn::Conn;
 use target::Target;
@@ -163,7 +164,7 @@ impl Store {
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(opts.response_timeout))
             .set_connection_timeout(Some(CONNECT_TIMEOUT));
-        let conn = conn::open(&target, config, manager)?;
+        let conn = conn::open(&target, config, manager, opts.response_timeout)?;
         Ok(Self {
             target,
             conn,
@@ -221,17 +222,24 @@ impl Store {
     pub fn primary_watch(&self) -> PrimaryWatch {
         PrimaryWatch(match &self.conn {
             Conn::Followed(f) => Some(f.primary_changes()),
-            Conn::Direct(_) => None,
+            Conn::Direct(_) | Conn::Cluster(_) | Conn::Plain(_) => None,
         })
     }
 
     /// A connection of its own, for a blocking command that must not hold up others (and must
     /// not be cut off while it blocks: `response_timeout` exceeds the block).
-    async fn exclusive(&self, response_timeout: Duration) -> Result<MultiplexedConnection> {
+    /// On a cluster: a cluster connection of its own (it follows `MOVED`/`ASK` and failovers
+    /// like the shared one).
+    async fn exclusive(&self, response_timeout: Duration) -> Result<Conn> {
+        if let Some(client) = self.target.cluster_client(Some(response_timeout))? {
+            let config = redis::cluster::ClusterConfig::new();
+            let conn = client.get_async_connection_with_config(config).await?;
+            return Ok(Conn::Cluster(conn));
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(response_timeout));
-        Ok(self.target.connect(&config).await?.0)
+        Ok(Conn::Plain(self.target.connect(&config).await?.0))
     }
 
     /// Pub/sub on its own connection (it does not reconnect by itself: callers loop).

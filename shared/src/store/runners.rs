@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
-
+use super::conn::Conn;
 use super::{Result, Store};
 use crate::ids::RunnerId;
+use redis::AsyncCommands;
 
 /// What a runner publishes about itself with every heartbeat (its info hash): written by
 /// [`Heartbeat`](crate::transitions::Heartbeat) through [`RunnerInfo::fields`], read back by
@@ -74,7 +73,7 @@ pub struct RegisteredRunner {
 /// A dedicated connection for one claiming loop: `BLMOVE` blocks the connection, so it is never
 /// shared, and its response timeout exceeds the block so a slow answer is not mistaken for none.
 pub struct Claimer {
-    conn: MultiplexedConnection,
+    conn: Conn,
     ready: String,
     claimed: String,
     block: Duration,
