@@ -1,0 +1,110 @@
+//! The store on a real 6-node Redis Cluster (3 primaries, 3 replicas): every transition, the
+//! blocking claim, the reads that span sessions (cross-slot pipelines) and the runners' control
+//! channel work where keys are spread over three primaries.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use swarmq_shared::store::StoreOptions;
+use swarmq_shared::transitions::{
+    AfterCompletion, AssignOutcome, CancelOutcome, CompleteOutcome, CompleteTodo, StartAgent,
+    StartOutcome,
+};
+use swarmq_shared::{AgentJob, RunnerId, SessionStatus, Store};
+use swarmq_testkit::{RedisCluster, sessions};
+
+fn store(cluster: &RedisCluster) -> Store {
+    Store::open_target(&cluster.target(), "swarmq", StoreOptions::default()).expect("store")
+}
+
+/// Starts the agent of `job` and completes its TODOs until it ends.
+async fn work(store: &Store, job: AgentJob, runner: &RunnerId) -> usize {
+    let start = StartAgent {
+        job,
+        runner,
+        max_attempts: 3,
+    };
+    let (token, mut next) = match store.run(&start).await.expect("start") {
+        StartOutcome::Started { token, next } => (token, next),
+        other => panic!("start: {other:?}"),
+    };
+    let mut done = 0;
+    while let AssignOutcome::Assigned { todo_id, .. } = next {
+        let complete = CompleteTodo {
+            job,
+            token: &token,
+            todo_id,
+            result: Some("ok"),
+            then: AfterCompletion::TakeNext { max_attempts: 3 },
+        };
+        done += 1;
+        next = match store.run(&complete).await.expect("complete") {
+            CompleteOutcome::Recorded { next: Some(n) } => n,
+            other => panic!("complete: {other:?}"),
+        };
+    }
+    done
+}
+
+#[tokio::test]
+async fn sessions_spread_over_the_primaries_run_to_completion() {
+    let cluster = RedisCluster::start().await;
+    let store = store(&cluster);
+    let runner = RunnerId::generate("h");
+    let mut all = Vec::new();
+    for _ in 0..6 {
+        all.extend(sessions::running_session(&store, &["a", "b", "c"], 2).await);
+    }
+    let owners: std::collections::BTreeSet<u16> = all
+        .iter()
+        .map(|j| {
+            let key = store.keys().session(j.session_id).session_hash();
+            cluster.owner_of_slot(cluster.slot_of(&key)).port
+        })
+        .collect();
+    assert!(owners.len() >= 2, "six sessions on one primary: {owners:?}");
+
+    let mut claimer = store
+        .claimer(&runner, Duration::from_secs(1))
+        .await
+        .expect("claimer");
+    let mut done = 0;
+    let mut finished: Option<String> = None;
+    for _ in 0..all.len() {
+        let job = claimer.claim(finished.as_deref()).await.expect("claim");
+        let job = job.expect("a job within the block");
+        done += work(&store, AgentJob::parse(&job).expect("job"), &runner).await;
+        finished = Some(job);
+    }
+    assert_eq!(done, 18);
+    for id in all.iter().map(|j| j.session_id) {
+        let session = store.snapshot(id).await.expect("snapshot").expect("exists");
+        assert_eq!(session.status, SessionStatus::Completed);
+    }
+    // Reads over sessions of every slot (pipelines split by slot).
+    let page = store.list_sessions(20, None).await.expect("list");
+    assert_eq!(page.sessions.len(), 6);
+    let counts = store.session_counts(20).await.expect("counts");
+    assert_eq!(counts.completed, 6);
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_a_subscriber_on_another_node() {
+    let cluster = RedisCluster::start().await;
+    let store = store(&cluster);
+    let jobs = sessions::running_session(&store, &["a"], 1).await;
+    let id = jobs[0].session_id;
+    let mut pubsub = store.pubsub().await.expect("pubsub");
+    pubsub
+        .subscribe(store.keys().control_channel())
+        .await
+        .expect("subscribe");
+    let outcome = store.cancel_session(id).await.expect("cancel");
+    assert_eq!(outcome, CancelOutcome::Cancelled);
+    let message = tokio::time::timeout(Duration::from_secs(10), pubsub.on_message().next())
+        .await
+        .expect("the cancel within 10 s")
+        .expect("a message");
+    let text: String = message.get_payload().expect("text");
+    assert_eq!(text, format!("cancel {id}"));
+}
