@@ -52,13 +52,41 @@ fn store(cluster: &RedisCluster) -> Store {
 }
 
 async fn finishes_intact(d: &Deployment, ids: &[String]) {
-    let api = d.coordinator.api();
     let store = store(&d.cluster);
     for id in ids {
-        let s = api.wait_finished(id, Duration::from_secs(90)).await;
+        let s = finished_or_dump(d, id).await;
         assert_eq!(s["status"], "completed", "{s}");
         check_finished(&recorded_in(&store, id).await);
     }
+}
+
+/// The finished session; or, after 90 s, the session and every daemon's log, then a panic
+/// (a stuck session under faults is diagnosed from them).
+async fn finished_or_dump(d: &Deployment, id: &str) -> serde_json::Value {
+    let api = d.coordinator.api();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..900 {
+        let (status, s) = api.get(&format!("/api/sessions/{id}")).await;
+        let done =
+            ["completed", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or(""));
+        if status == 200 && done {
+            return s;
+        }
+        last = s;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for r in &d._runners {
+        r.process
+            .logs()
+            .iter()
+            .for_each(|l| eprintln!("runner: {l}"));
+    }
+    d.coordinator
+        .process
+        .logs()
+        .iter()
+        .for_each(|l| eprintln!("coordinator: {l}"));
+    panic!("session {id} did not finish in 90 s: {last:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,4 +111,71 @@ async fn sessions_run_to_the_end_on_a_six_node_cluster_with_auth() {
     for line in d.coordinator.process.logs() {
         assert!(!line.contains("cluster-pw"), "{line}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queues_primary_killed_under_load_fails_over_and_loses_nothing() {
+    let d = deploy(
+        RedisCluster::start().await,
+        &[("SWARMQ_REDIS_MIN_REPLICAS_ACKED", "1")],
+    )
+    .await;
+    let api = d.coordinator.api();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            api.create_ok("sleep:1; lines:3; ok; lines:2; sleep:1; ok", 2)
+                .await,
+        );
+    }
+    let mut cluster = d.cluster;
+    let killed = cluster.kill_primary_of("{swarmq}:ready").await;
+    eprintln!("killed the queue's primary :{killed}; its replica took over");
+    // With WAIT 1 the promoted replica, alone in its shard, answers 503 until a replica is
+    // back: the operator restarts the dead node, which rejoins as its replica.
+    cluster.restart(killed).await;
+    let d = Deployment { cluster, ..d };
+    ids.push(create_retrying(&api, "lines:2; ok", 2).await);
+    finishes_intact(&d, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_moved_under_load_lose_nothing() {
+    let d = deploy(RedisCluster::start().await, &[]).await;
+    let api = d.coordinator.api();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            api.create_ok("sleep:1; lines:3; ok; lines:2; sleep:1; ok", 2)
+                .await,
+        );
+    }
+    let keys = swarmq_shared::Keys::new("swarmq").expect("keys");
+    let live = keys.session(swarmq_shared::SessionId::parse(&ids[0]).expect("id"));
+    for key in ["{swarmq}:ready".to_owned(), live.session_hash()] {
+        let slot = d.cluster.slot_of(&key);
+        let from = d.cluster.owner_of_slot(slot).port;
+        let to = d.cluster.primaries().into_iter().find(|n| n.port != from);
+        let to = to.expect("another primary").port;
+        d.cluster.move_slot(slot, to);
+        eprintln!("moved slot {slot} ({key}) from :{from} to :{to}");
+    }
+    ids.push(create_retrying(&api, "lines:2; ok", 2).await);
+    finishes_intact(&d, &ids).await;
+}
+
+/// Creates a session, retrying while the API answers 503 (as a client should during a failover).
+async fn create_retrying(api: &swarmq_testkit::Api, prompt: &str, agents: u32) -> String {
+    for _ in 0..60 {
+        let (status, body) = api.create(prompt, agents).await;
+        assert!(
+            matches!(status, 201 | 503),
+            "create answered {status}: {body}"
+        );
+        if let Some(id) = body["sessionId"].as_str() {
+            return id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("no 201 within 60 attempts");
 }

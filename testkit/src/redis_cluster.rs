@@ -110,11 +110,12 @@ impl RedisCluster {
         text.lines().filter_map(parse_node_line).collect()
     }
 
-    /// The live primaries, by port.
+    /// The live primaries serving slots. (Right after `--cluster create` a node's view may
+    /// still show a replica as a slot-less master until gossip catches up: not counted.)
     pub fn primaries(&self) -> Vec<ClusterNode> {
         self.topology()
             .into_iter()
-            .filter(|n| n.primary && !n.failed)
+            .filter(|n| n.primary && !n.failed && !n.slots.is_empty())
             .collect()
     }
 
@@ -158,6 +159,21 @@ impl RedisCluster {
         if let Some(n) = self.nodes.iter_mut().find(|n| n.port() == port) {
             n.kill();
         }
+    }
+
+    /// Starts the killed node on `port` again (same port, same `nodes.conf`): it rejoins the
+    /// cluster, as a replica of whoever took its slots over, and waits until it is in sync.
+    pub async fn restart(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port() == port) {
+            n.start_again();
+        }
+        let limit = Duration::from_millis(NODE_TIMEOUT_MS * 15);
+        crate::wait_for(limit, "the restarted node to sync as a replica", || async {
+            let info = self.cli(port, &["INFO", "replication"])?;
+            (info.contains("role:slave") && info.contains("master_link_status:up")).then_some(())
+        })
+        .await;
+        self.wait_ok(limit).await;
     }
 
     /// Moves one slot, keys included, to the primary on `to` (the manual `MIGRATING` /

@@ -83,6 +83,14 @@ fn unavailable(e: &redis::RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
+        // A Cluster mid-failover or mid-reshard, once redis's own retries are spent: the slot
+        // map still names a dead node, or no node serves the slot yet.
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::ClusterConnectionNotFound
+                | redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::Ask)
+        )
         || matches!(
             e.kind(),
             redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
