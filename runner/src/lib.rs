@@ -200,7 +200,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             break;
         }
         if claimer.is_none() {
-            match ctx.store.claimer(&ctx.runner, CLAIM_BLOCK).await {
+            match ctx.store.claimer(&ctx.runner, n, CLAIM_BLOCK).await {
                 Ok(c) => claimer = Some(c),
                 Err(e) => {
                     tracing::warn!(slot = n, error = %e, "cannot open a claiming connection, retrying");

@@ -15,6 +15,28 @@ pub struct PrefixError(String);
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+    /// The hash tag of each ready-queue shard (`SWARMQ_QUEUE_SHARDS`): one shard is the global
+    /// tag `<prefix>` (today's layout); several get tags of their own, spread evenly over the
+    /// slot space ([`shard_tags`]).
+    shards: Vec<String>,
+}
+
+/// Hash tags for `n` queue shards: shard `i`'s tag `<prefix>:q<i>.<k>` takes the first `k`
+/// whose slot falls in the `i`-th of `n` equal slot ranges, so on a cluster whose primaries
+/// hold equal contiguous ranges (what `redis-cli --cluster create` makes) the shards land on
+/// different primaries. The same on every process: derived from the prefix and `n` alone.
+fn shard_tags(prefix: &str, n: u16) -> Vec<String> {
+    if n <= 1 {
+        return vec![prefix.to_owned()];
+    }
+    (0..n)
+        .map(|i| {
+            (0u32..)
+                .map(|k| format!("{prefix}:q{i}.{k}"))
+                .find(|tag| u32::from(slot(tag)) * u32::from(n) / 16384 == u32::from(i))
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 impl Keys {
@@ -27,10 +49,52 @@ impl Keys {
         if ok {
             Ok(Self {
                 prefix: prefix.to_owned(),
+                shards: shard_tags(prefix, 1),
             })
         } else {
             Err(PrefixError(prefix.to_owned()))
         }
+    }
+
+    /// These keys with the ready queue split into `n` shards (`SWARMQ_QUEUE_SHARDS`; 1 is
+    /// today's single list). Every process of a deployment must use the same `n`.
+    pub fn sharded(mut self, n: u16) -> Self {
+        self.shards = shard_tags(&self.prefix, n.max(1));
+        self
+    }
+
+    /// How many ready-queue shards there are.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard a session's agent jobs go to: from its id, so every process agrees.
+    pub fn shard_of(&self, session: SessionId) -> usize {
+        usize::from(slot(&session.to_string())) % self.shards.len()
+    }
+
+    /// The shard of a ready-list entry `<sessionId>/<agentId>` (shard 0 for a malformed one,
+    /// so it can still be removed from where a one-shard deployment put it).
+    pub fn shard_of_job(&self, job: &str) -> usize {
+        crate::ids::AgentJob::parse(job)
+            .map(|j| self.shard_of(j.session_id))
+            .unwrap_or(0)
+    }
+
+    fn in_shard(&self, shard: usize, name: &str) -> String {
+        format!("{{{}}}:{name}", self.shards[shard % self.shards.len()])
+    }
+
+    /// LIST of one shard's agent jobs waiting for a runner (LPUSH to enqueue, BLMOVE from
+    /// the right). With one shard: [`Keys::ready_list`].
+    pub fn ready_shard(&self, shard: usize) -> String {
+        self.in_shard(shard, "ready")
+    }
+
+    /// LIST of the agent jobs one runner holds from one shard (that shard's BLMOVE
+    /// destination, so claim, requeue and reap stay in the shard's slot).
+    pub fn claimed_shard(&self, runner: &RunnerId, shard: usize) -> String {
+        self.in_shard(shard, &format!("runner:{runner}:claimed"))
     }
 
     pub fn prefix(&self) -> &str {
@@ -41,9 +105,10 @@ impl Keys {
         format!("{{{}}}:{name}", self.prefix)
     }
 
-    /// LIST of `AgentJob`s waiting for a runner (LPUSH to enqueue, BLMOVE from the right).
+    /// LIST of `AgentJob`s waiting for a runner (LPUSH to enqueue, BLMOVE from the right):
+    /// shard 0 of the ready queue (the only one unless `SWARMQ_QUEUE_SHARDS` > 1).
     pub fn ready_list(&self) -> String {
-        self.global("ready")
+        self.ready_shard(0)
     }
 
     /// ZSET runner id → lease expiry (ms, Redis clock). A member past its score is dead.
@@ -56,9 +121,9 @@ impl Keys {
         self.global(&format!("runner:{runner}:info"))
     }
 
-    /// LIST of the agent jobs one runner holds (the BLMOVE destination).
+    /// LIST of the agent jobs one runner holds (the BLMOVE destination) from shard 0.
     pub fn runner_claimed_list(&self, runner: &RunnerId) -> String {
-        self.global(&format!("runner:{runner}:claimed"))
+        self.claimed_shard(runner, 0)
     }
 
     /// ZSET session id → createdAt (ms): the sessions index, read newest first.
@@ -79,9 +144,9 @@ impl Keys {
     }
 
     /// STRING marker: this session's agent jobs were put on the ready queue (`enqueue_jobs.lua`
-    /// pushes them once, whoever calls it). In the queue's slot; expires after a day.
+    /// pushes them once, whoever calls it). In its queue shard's slot; expires after a day.
     pub fn enqueued_marker(&self, session: SessionId) -> String {
-        self.global(&format!("enqueued:{session}"))
+        self.in_shard(self.shard_of(session), &format!("enqueued:{session}"))
     }
 
     /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
@@ -264,6 +329,32 @@ mod tests {
         ] {
             assert!(key.starts_with("{q1}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn queue_shards_spread_over_the_slot_space_and_one_shard_is_todays_layout() {
+        let one = Keys::new("swarmq").unwrap();
+        let r = RunnerId::generate("h");
+        assert_eq!(one.ready_shard(0), "{swarmq}:ready");
+        assert_eq!(
+            one.claimed_shard(&r, 0),
+            format!("{{swarmq}}:runner:{r}:claimed")
+        );
+        let three = Keys::new("swarmq").unwrap().sharded(3);
+        for i in 0..3 {
+            let s = usize::from(slot(&three.ready_shard(i)));
+            assert_eq!(s * 3 / 16384, i, "{}", three.ready_shard(i));
+            assert_eq!(
+                slot(&three.ready_shard(i)),
+                slot(&three.claimed_shard(&r, i))
+            );
+        }
+        let id = SessionId::new();
+        let shard = three.shard_of(id);
+        assert_eq!(
+            slot(&three.enqueued_marker(id)),
+            slot(&three.ready_shard(shard))
+        );
     }
 
     #[test]

@@ -63,6 +63,14 @@ pub struct CommonSettings {
     #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
     pub prefix: String,
 
+    /// Shards of the ready queue: lists with their own hash tags, spread over a Redis Cluster's
+    /// primaries; a session's agent jobs go to one shard (from its id) and runners claim from
+    /// all. The same on every coordinator and runner; 1 (the default) is one list. Changing it
+    /// strands the jobs waiting in shards that no longer exist (drain the queue first).
+    #[arg(long, env = "SWARMQ_QUEUE_SHARDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub queue_shards: u16,
+
     /// Approximate number of events kept per session for replay (Redis stream MAXLEN ~); use
     /// the same value on every coordinator and runner.
     #[arg(long, env = "SWARMQ_EVENTS_MAXLEN", default_value_t = 10_000,
@@ -82,6 +90,7 @@ impl CommonSettings {
             events_maxlen: self.events_maxlen,
             min_replicas_acked: self.redis_min_replicas_acked,
             wait_timeout: Duration::from_millis(self.redis_wait_timeout_ms),
+            queue_shards: self.queue_shards,
             ..StoreOptions::default()
         };
         Store::open_target(&self.target()?, &self.prefix, opts)

@@ -65,7 +65,7 @@ async fn sessions_spread_over_the_primaries_run_to_completion() {
     assert!(owners.len() >= 2, "six sessions on one primary: {owners:?}");
 
     let mut claimer = store
-        .claimer(&runner, Duration::from_secs(1))
+        .claimer(&runner, 0, Duration::from_secs(1))
         .await
         .expect("claimer");
     let mut done = 0;
@@ -107,4 +107,97 @@ async fn a_cancel_reaches_a_subscriber_on_another_node() {
         .expect("a message");
     let text: String = message.get_payload().expect("text");
     assert_eq!(text, format!("cancel {id}"));
+}
+
+fn sharded_store(cluster: &RedisCluster, shards: u16) -> Store {
+    let opts = StoreOptions {
+        queue_shards: shards,
+        ..StoreOptions::default()
+    };
+    Store::open_target(&cluster.target(), "swarmq", opts).expect("store")
+}
+
+/// Commands all primaries processed so far (`INFO stats`).
+fn commands(cluster: &RedisCluster) -> u64 {
+    cluster
+        .primaries()
+        .iter()
+        .filter_map(|n| cluster.cli(n.port, &["INFO", "stats"]))
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("total_commands_processed:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_queue_shards_on_three_primaries_are_claimed_evenly() {
+    let cluster = RedisCluster::start().await;
+    let store = sharded_store(&cluster, 3);
+    let keys = store.keys().clone();
+    let owners: std::collections::BTreeSet<u16> = (0..3)
+        .map(|i| {
+            cluster
+                .owner_of_slot(cluster.slot_of(&keys.ready_shard(i)))
+                .port
+        })
+        .collect();
+    assert_eq!(owners.len(), 3, "the shards share a primary");
+    for _ in 0..30 {
+        sessions::running_session(&store, &["a"], 2).await;
+    }
+    let depths = store.ready_depths().await.expect("depths");
+    eprintln!("jobs per shard: {depths:?}");
+    assert_eq!(depths.iter().sum::<u64>(), 60);
+    assert!(
+        depths.iter().all(|d| *d > 0),
+        "a shard got nothing: {depths:?}"
+    );
+
+    let mut claimers = Vec::new();
+    for r in 0..3 {
+        let store = store.clone();
+        claimers.push(tokio::spawn(async move {
+            let runner = RunnerId::generate(&format!("r{r}"));
+            let mut claimer = store
+                .claimer(&runner, 0, Duration::from_secs(1))
+                .await
+                .expect("claimer");
+            let mut got = Vec::new();
+            while let Some(job) = claimer.claim(None).await.expect("claim") {
+                got.push(job);
+            }
+            got
+        }));
+    }
+    let mut claims = Vec::new();
+    let mut all = Vec::new();
+    for c in claimers {
+        let got = c.await.expect("claimer task");
+        claims.push(got.len());
+        all.extend(got);
+    }
+    eprintln!("claims per runner: {claims:?}");
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (60, 60), "each job claimed once");
+    assert_eq!(store.ready_depths().await.expect("depths"), vec![0, 0, 0]);
+
+    // Idle: one claimer blocking on empty shards costs one command per shard per block.
+    let runner = RunnerId::generate("idle");
+    let mut idle = store
+        .claimer(&runner, 0, Duration::from_secs(1))
+        .await
+        .expect("claimer");
+    // What reading the counters costs by itself (redis-cli's own commands).
+    let overhead = {
+        let a = commands(&cluster);
+        commands(&cluster) - a
+    };
+    let before = commands(&cluster);
+    for _ in 0..3 {
+        assert_eq!(idle.claim(None).await.expect("claim"), None);
+    }
+    let spent = commands(&cluster) - before - overhead;
+    eprintln!("an idle claimer: {spent} commands over 3 blocks of 1 s (3 shards)");
 }

@@ -117,6 +117,8 @@ pub struct StoreOptions {
     pub min_replicas_acked: u64,
     /// How long to wait for them (`WAIT`'s timeout).
     pub wait_timeout: Duration,
+    /// Shards of the ready queue (`SWARMQ_QUEUE_SHARDS`; 1 = one list).
+    pub queue_shards: u16,
 }
 
 impl Default for StoreOptions {
@@ -126,6 +128,7 @@ impl Default for StoreOptions {
             response_timeout: Duration::from_secs(5),
             min_replicas_acked: 0,
             wait_timeout: Duration::from_secs(1),
+            queue_shards: 1,
         }
     }
 }
@@ -196,7 +199,9 @@ impl Store {
         prefix: &str,
         opts: StoreOptions,
     ) -> std::result::Result<Self, String> {
-        let keys = Keys::new(prefix).map_err(|e| e.to_string())?;
+        let keys = Keys::new(prefix)
+            .map_err(|e| e.to_string())?
+            .sharded(opts.queue_shards);
         Self::with_target(target, keys, opts).map_err(|e| {
             let what = target.describe();
             match e {

@@ -373,6 +373,24 @@ mod tests {
         for (file, got) in queue_transitions(&keys, id) {
             assert_eq!(got, queue, "{file}");
         }
+        // Sharded: the queue's transitions of a session's jobs touch that session's shard.
+        let sharded = Keys::new("q").unwrap().sharded(3);
+        let shard = slot(&sharded.ready_shard(sharded.shard_of(id)));
+        let requeue = RequeueJob {
+            runner: &RunnerId::generate("h"),
+            job: &job.to_string(),
+        };
+        assert_eq!(one_slot(&requeue, &sharded), shard);
+        let enqueue = EnqueueJobs {
+            session_id: id,
+            jobs: vec![job.to_string()],
+            marker_ttl_ms: 1,
+        };
+        assert_eq!(one_slot(&enqueue, &sharded), shard);
+        let forget = ForgetRunner {
+            runner: &RunnerId::generate("h"),
+        };
+        assert_eq!(one_slot(&forget, &sharded), slot(&sharded.runners_zset()));
     }
 
     fn session_transitions(keys: &Keys, job: AgentJob) -> Vec<(&'static str, u16)> {

@@ -142,7 +142,8 @@ reply! {
 
 transition!(EnqueueJobs => EnqueueOutcome, global "enqueue_jobs.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("ready", keys.ready_list()), ("enqueued", keys.enqueued_marker(self.session_id))]
+        let ready = keys.ready_shard(keys.shard_of(self.session_id));
+        vec![("ready", ready), ("enqueued", keys.enqueued_marker(self.session_id))]
     }
 );
 
