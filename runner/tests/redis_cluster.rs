@@ -179,3 +179,27 @@ async fn create_retrying(api: &swarmq_testkit::Api, prompt: &str, agents: u32) -
     }
     panic!("no 201 within 60 attempts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_runners_jobs_on_a_sharded_queue_are_handed_back() {
+    let mut d = deploy(RedisCluster::start().await, &[("SWARMQ_QUEUE_SHARDS", "3")]).await;
+    let api = d.coordinator.api();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(api.create_ok("sleep:1; lines:2; ok; sleep:1; ok", 2).await);
+    }
+    // Both runners are busy (2 slots each, 8 agents queued): kill one mid-work.
+    swarmq_testkit::wait_for(Duration::from_secs(30), "both runners working", || async {
+        let busy = d
+            ._runners
+            .iter()
+            .all(|r| !r.process.log_messages("TODO completed").is_empty());
+        busy.then_some(())
+    })
+    .await;
+    d._runners[0]
+        .process
+        .signal(nix::sys::signal::Signal::SIGKILL);
+    finishes_intact(&d, &ids).await;
+    d._runners.remove(0);
+}
