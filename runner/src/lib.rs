@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod config;
 pub mod control;
+pub mod control_sharded;
 pub mod ctx;
 pub mod http;
 pub mod launcher;

@@ -31,9 +31,11 @@ async fn deploy(cluster: RedisCluster, extra: &[(&str, &str)]) -> Deployment {
     runner_env.extend([
         ("FIXTURE_DIR", fixture_dir.as_str()),
         ("SWARMQ_WORKER_PASS_ENV", "FIXTURE_DIR"),
-        ("SWARMQ_LEASE_SECS", "10"),
         ("SWARMQ_RUNNER_SLOTS", "2"),
     ]);
+    if !extra.iter().any(|(k, _)| *k == "SWARMQ_LEASE_SECS") {
+        runner_env.push(("SWARMQ_LEASE_SECS", "10"));
+    }
     let worker = fixture_worker("");
     let mut runners = Vec::new();
     for _ in 0..2 {
@@ -114,7 +116,7 @@ async fn sessions_run_to_the_end_on_a_six_node_cluster_with_auth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queues_primary_killed_under_load_fails_over_and_loses_nothing() {
+async fn a_primary_killed_under_load_fails_over_and_clients_miss_nothing() {
     let d = deploy(
         RedisCluster::start().await,
         &[("SWARMQ_REDIS_MIN_REPLICAS_ACKED", "1")],
@@ -128,19 +130,27 @@ async fn the_queues_primary_killed_under_load_fails_over_and_loses_nothing() {
                 .await,
         );
     }
+    let watched = Watcher::node(&d.coordinator.url, &ids[0], &["--since", "0"]);
+    let key = swarmq_shared::Keys::new("swarmq")
+        .expect("keys")
+        .session(swarmq_shared::SessionId::parse(&ids[0]).expect("id"))
+        .session_hash();
     let mut cluster = d.cluster;
-    let killed = cluster.kill_primary_of("{swarmq}:ready").await;
-    eprintln!("killed the queue's primary :{killed}; its replica took over");
+    // The watched session's primary: its events' node fails over under the client.
+    let killed = cluster.kill_primary_of(&key).await;
+    eprintln!("killed the watched session's primary :{killed}; its replica took over");
     // With WAIT 1 the promoted replica, alone in its shard, answers 503 until a replica is
     // back: the operator restarts the dead node, which rejoins as its replica.
     cluster.restart(killed).await;
     let d = Deployment { cluster, ..d };
     ids.push(create_retrying(&api, "lines:2; ok", 2).await);
     finishes_intact(&d, &ids).await;
+    let seen = watched.finish(Duration::from_secs(60)).await;
+    check_client_saw_all(&recorded_in(&store(&d.cluster), &ids[0]).await, &seen);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slots_moved_under_load_lose_nothing() {
+async fn slots_moved_under_load_lose_nothing_and_clients_miss_nothing() {
     let d = deploy(RedisCluster::start().await, &[]).await;
     let api = d.coordinator.api();
     let mut ids = Vec::new();
@@ -150,6 +160,7 @@ async fn slots_moved_under_load_lose_nothing() {
                 .await,
         );
     }
+    let watched = Watcher::node(&d.coordinator.url, &ids[0], &["--since", "0"]);
     let keys = swarmq_shared::Keys::new("swarmq").expect("keys");
     let live = keys.session(swarmq_shared::SessionId::parse(&ids[0]).expect("id"));
     for key in ["{swarmq}:ready".to_owned(), live.session_hash()] {
@@ -162,6 +173,8 @@ async fn slots_moved_under_load_lose_nothing() {
     }
     ids.push(create_retrying(&api, "lines:2; ok", 2).await);
     finishes_intact(&d, &ids).await;
+    let seen = watched.finish(Duration::from_secs(60)).await;
+    check_client_saw_all(&recorded_in(&store(&d.cluster), &ids[0]).await, &seen);
 }
 
 /// Creates a session, retrying while the API answers 503 (as a client should during a failover).
@@ -202,4 +215,46 @@ async fn a_dead_runners_jobs_on_a_sharded_queue_are_handed_back() {
         .signal(nix::sys::signal::Signal::SIGKILL);
     finishes_intact(&d, &ids).await;
     d._runners.remove(0);
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// The fixture workers' start records of this deployment: their pids.
+fn started_pids(d: &Deployment) -> Vec<i32> {
+    let log = std::fs::read_to_string(d._fixtures.path().join("log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.starts_with("start "))
+        .filter_map(|l| l.split_whitespace().nth(5)?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_runners_over_the_sessions_sharded_control_channel() {
+    let d = deploy(RedisCluster::start().await, &[("SWARMQ_LEASE_SECS", "30")]).await;
+    let api = d.coordinator.api();
+    let id = api.create_ok("hang; hang; ok; ok", 2).await;
+    let pids = swarmq_testkit::wait_for(Duration::from_secs(30), "both workers", || async {
+        let pids = started_pids(&d);
+        (pids.len() >= 2).then_some(pids)
+    })
+    .await;
+    let (status, body) = api
+        .post_json(&format!("/api/sessions/{id}/cancel"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let cancelled_at = std::time::Instant::now();
+    swarmq_testkit::wait_for(Duration::from_secs(20), "workers to die", || {
+        let pids = pids.clone();
+        async move { pids.iter().all(|p| !alive(*p)).then_some(()) }
+    })
+    .await;
+    eprintln!(
+        "workers killed {:?} after the cancel",
+        cancelled_at.elapsed()
+    );
+    let s = finished_or_dump(&d, &id).await;
+    assert_eq!(s["status"], "cancelled", "{s}");
+    check_finished(&recorded_in(&store(&d.cluster), &id).await);
 }

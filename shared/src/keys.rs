@@ -181,6 +181,13 @@ impl Keys {
         let id = rest.strip_suffix("}:live")?;
         SessionId::parse(id).ok()
     }
+
+    /// The session a `<prefix>:{<id>}:control` channel belongs to.
+    pub fn session_of_control_channel(&self, channel: &str) -> Option<SessionId> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        let id = rest.strip_suffix("}:control")?;
+        SessionId::parse(id).ok()
+    }
 }
 
 /// The keys of one session, all under the hash tag `{<sessionId>}`.
@@ -218,6 +225,13 @@ impl SessionKeys {
     /// Pub/sub channel carrying each event as it is recorded.
     pub fn live_channel(&self) -> String {
         format!("{}live", self.base)
+    }
+
+    /// Pub/sub channel of this session's runner control messages (`cancel <sessionId>`) on a
+    /// Cluster: sharded (`SPUBLISH`), so it reaches the runners holding the session's agents
+    /// (they `SSUBSCRIBE` to it) and no other node.
+    pub fn control_channel(&self) -> String {
+        format!("{}control", self.base)
     }
 
     /// STRING tombstone: the watchdog gave up on this id before its session was written, so

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use swarmq_shared::store::StoreOptions;
+use swarmq_shared::store::{Delivery, StoreOptions};
 use swarmq_shared::transitions::{
     AfterCompletion, AssignOutcome, CancelOutcome, CompleteOutcome, CompleteTodo, StartAgent,
     StartOutcome,
@@ -89,24 +88,36 @@ async fn sessions_spread_over_the_primaries_run_to_completion() {
 }
 
 #[tokio::test]
-async fn a_cancel_reaches_a_subscriber_on_another_node() {
+async fn events_and_the_cancel_come_over_sharded_pub_sub_from_the_sessions_node() {
     let cluster = RedisCluster::start().await;
     let store = store(&cluster);
+    assert!(store.sharded_pubsub());
     let jobs = sessions::running_session(&store, &["a"], 1).await;
     let id = jobs[0].session_id;
-    let mut pubsub = store.pubsub().await.expect("pubsub");
-    pubsub
-        .subscribe(store.keys().control_channel())
+    let keys = store.keys().session(id);
+    let mut sub = store
+        .sharded_subscriber()
         .await
-        .expect("subscribe");
+        .expect("connect")
+        .expect("a cluster");
+    sub.subscribe(&keys.live_channel()).await.expect("live");
+    sub.subscribe(&keys.control_channel())
+        .await
+        .expect("control");
     let outcome = store.cancel_session(id).await.expect("cancel");
     assert_eq!(outcome, CancelOutcome::Cancelled);
-    let message = tokio::time::timeout(Duration::from_secs(10), pubsub.on_message().next())
-        .await
-        .expect("the cancel within 10 s")
-        .expect("a message");
-    let text: String = message.get_payload().expect("text");
-    assert_eq!(text, format!("cancel {id}"));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let next = tokio::time::timeout(Duration::from_secs(10), sub.next()).await;
+        match next.expect("within 10 s").expect("connected") {
+            Delivery::Message { channel, payload } => got.push((channel, payload)),
+            Delivery::Gap => {}
+        }
+    }
+    // agent:terminated and session:complete on the live channel, then the runners' cancel.
+    assert!(got[0].1.contains("agent:terminated"), "{got:?}");
+    assert!(got[1].1.contains("session:complete"), "{got:?}");
+    assert_eq!(got[2], (keys.control_channel(), format!("cancel {id}")));
 }
 
 fn sharded_store(cluster: &RedisCluster, shards: u16) -> Store {

@@ -26,6 +26,7 @@ mod lifecycle;
 mod rate;
 mod runners;
 mod sessions;
+mod sharded;
 mod stats;
 mod target;
 
@@ -42,6 +43,7 @@ use crate::transitions::{self, Snapshot, Transition};
 
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
+pub use sharded::{Delivery, ShardedSubscriber};
 pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
 pub use target::{ClusterTarget, RedisTarget, SentinelTarget};
 
@@ -260,6 +262,19 @@ impl Store {
         self.target.pubsub().await
     }
 
+    /// Whether events and session messages go over sharded pub/sub (`SPUBLISH` /
+    /// `SSUBSCRIBE`): on a Redis Cluster, where classic pub/sub reaches every node.
+    pub fn sharded_pubsub(&self) -> bool {
+        matches!(self.target.as_ref(), Target::Cluster(..))
+    }
+
+    fn calling(&self) -> transitions::Calling {
+        transitions::Calling {
+            events_maxlen: self.opts.events_maxlen,
+            sharded: self.sharded_pubsub(),
+        }
+    }
+
     /// Runs one transition: its keys and arguments go to its script, its reply comes back
     /// decoded (a reply that does not decode is [`StoreError::Corrupt`], never retried).
     pub async fn run<T: Transition>(&self, transition: &T) -> Result<T::Reply> {
@@ -267,9 +282,8 @@ impl Store {
         let reply = if self.opts.min_replicas_acked > 0 && transition.durable() {
             self.run_durable(transition).await?
         } else {
-            let invocation =
-                transitions::invocation(transition, &self.keys, self.opts.events_maxlen)
-                    .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
+            let invocation = transitions::invocation(transition, &self.keys, self.calling())
+                .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
             invocation.invoke_async(&mut self.conn()).await?
         };
         T::Reply::from_redis_value(reply)
@@ -280,7 +294,7 @@ impl Store {
     /// script first when Redis does not know it (a restarted or newly promoted primary).
     async fn run_durable<T: Transition>(&self, transition: &T) -> Result<redis::Value> {
         let lua = transition.lua();
-        let evalsha = transitions::evalsha(transition, &self.keys, self.opts.events_maxlen)
+        let evalsha = transitions::evalsha(transition, &self.keys, self.calling())
             .map_err(|e| StoreError::Corrupt(format!("{}: arguments: {e}", lua.file())))?;
         let wanted = self.opts.min_replicas_acked;
         let mut pipe = redis::pipe();

@@ -207,6 +207,18 @@ struct SessionNames {
     todo_prefix: String,
     agent_prefix: String,
     events_maxlen: u64,
+    /// How events and session messages are published: `PUBLISH` (one Redis, Sentinel), or
+    /// `SPUBLISH` on a Cluster (sharded pub/sub: only the node owning the session's slot and
+    /// its replicas carry the message, not every node).
+    publish: &'static str,
+}
+
+/// How a transition's script is called beyond its own keys and arguments: the store's settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Calling {
+    pub events_maxlen: u64,
+    /// On a Cluster: publish with `SPUBLISH`.
+    pub sharded: bool,
 }
 
 /// ARGV\[1\]: the whole call but its keys' values.
@@ -223,9 +235,9 @@ struct Call<A> {
 pub(crate) fn invocation<T: Transition>(
     t: &T,
     keys: &Keys,
-    events_maxlen: u64,
+    calling: Calling,
 ) -> serde_json::Result<ScriptInvocation<'static>> {
-    let (keys, arg) = call_parts(t, keys, events_maxlen)?;
+    let (keys, arg) = call_parts(t, keys, calling)?;
     let mut inv = t.lua().script.prepare_invoke();
     for key in keys {
         inv.key(key);
@@ -238,9 +250,9 @@ pub(crate) fn invocation<T: Transition>(
 pub(crate) fn evalsha<T: Transition>(
     t: &T,
     keys: &Keys,
-    events_maxlen: u64,
+    calling: Calling,
 ) -> serde_json::Result<redis::Cmd> {
-    let (keys, arg) = call_parts(t, keys, events_maxlen)?;
+    let (keys, arg) = call_parts(t, keys, calling)?;
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(t.lua().hash()).arg(keys.len()).arg(keys).arg(arg);
     Ok(cmd)
@@ -250,7 +262,7 @@ pub(crate) fn evalsha<T: Transition>(
 fn call_parts<T: Transition>(
     t: &T,
     keys: &Keys,
-    events_maxlen: u64,
+    calling: Calling,
 ) -> serde_json::Result<(Vec<String>, String)> {
     let mut index = BTreeMap::new();
     let mut all = Vec::new();
@@ -263,7 +275,12 @@ fn call_parts<T: Transition>(
         SessionNames {
             todo_prefix: k.todo_prefix(),
             agent_prefix: k.agent_prefix(),
-            events_maxlen,
+            events_maxlen: calling.events_maxlen,
+            publish: if calling.sharded {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            },
         }
     });
     let call = Call {

@@ -250,7 +250,8 @@ struct CancelArgs {
 
 transition!(CancelSession => CancelOutcome, session "cancel_session.lua" in id;
     fn channels(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("control", keys.control_channel())]
+        let session = keys.session(self.id).control_channel();
+        vec![("control", keys.control_channel()), ("sessionControl", session)]
     }
 );
 
