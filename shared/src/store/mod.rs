@@ -78,21 +78,37 @@ impl StoreError {
 /// See [`StoreError::is_unavailable`]; also what makes a Sentinel connection re-resolve.
 fn unavailable(e: &redis::RedisError) -> bool {
     e.is_io_error()
-        // A primary configured with min-replicas-to-write that has too few replicas (a stale
-        // primary that came back alone, or a new one before its replicas reattached).
-        || e.code() == Some("NOREPLICAS")
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
-        // A Cluster mid-failover or mid-reshard, once redis's own retries are spent: the slot
-        // map still names a dead node, or no node serves the slot yet.
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::ClusterConnectionNotFound
-                | redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::Ask)
-        )
+        // A Cluster's slot map still naming a dead node once redis's own retries are spent.
+        || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        // A server error, alone or inside a pipeline (the durable path's EVALSHA + WAIT
+        // answers "Pipeline failure: [(0, NOREPLICAS …)]", whose code is not at the top).
+        || e.clone().into_server_errors().is_some_and(|errors| {
+            errors.iter().any(|(_, s)| {
+                // A primary configured with min-replicas-to-write that has too few replicas
+                // (a stale primary that came back alone, or a new one before its replicas
+                // reattached).
+                s.code() == "NOREPLICAS"
+                    || s.kind().is_some_and(|k| {
+                        use redis::ServerErrorKind as K;
+                        // A primary loading, failing over or demoted; a Cluster mid-failover
+                        // or mid-reshard (MOVED/ASK left after the client's retries).
+                        matches!(
+                            k,
+                            K::BusyLoading
+                                | K::TryAgain
+                                | K::ClusterDown
+                                | K::MasterDown
+                                | K::ReadOnly
+                                | K::Moved
+                                | K::Ask
+                        )
+                    })
+            })
+        })
         || matches!(
             e.kind(),
             redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
@@ -100,6 +116,8 @@ fn unavailable(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::Ask)
         )
 }
 
