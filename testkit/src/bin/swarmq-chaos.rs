@@ -50,8 +50,8 @@ const SCENARIOS: [&str; 12] = [
 
 /// Scenarios run only when named with `--only`: cluster-primary-kill still leaves sessions stuck
 /// in some runs (docs/reliability.md), so the default rounds (`scripts/test.sh`,
-/// `scripts/faults.sh`) leave the cluster scenarios out.
-const OPT_IN: [&str; 2] = ["cluster-primary-kill", "cluster-reshard"];
+/// `scripts/faults.sh`) leave it out.
+const OPT_IN: [&str; 1] = ["cluster-primary-kill"];
 
 #[derive(Parser)]
 struct Args {
@@ -658,6 +658,14 @@ async fn run_once(
     figures.stuck += stuck.len() as u32;
     for s in &stuck {
         figures.violations.push(format!("stuck session {s}"));
+    }
+    if !stuck.is_empty() {
+        // What the runners could not get through: the errors they gave up on.
+        for runner in env.runners.iter().chain(env.retired.iter()) {
+            for line in runner.process.log_messages("redis call failed") {
+                eprintln!("{name}: runner gave up: {line}");
+            }
+        }
     }
     let url = env.primary_url();
     for id in &ids {
