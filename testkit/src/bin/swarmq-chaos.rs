@@ -665,6 +665,15 @@ async fn run_once(
             for line in runner.process.log_messages("redis call failed") {
                 eprintln!("{name}: runner gave up: {line}");
             }
+            let warnings: Vec<String> = runner
+                .process
+                .logs()
+                .into_iter()
+                .filter(|l| l.contains("\"WARN\"") && !l.contains("redis::"))
+                .collect();
+            for line in warnings.iter().rev().take(3) {
+                eprintln!("{name}: runner's last warnings: {line}");
+            }
         }
     }
     let url = env.primary_url();
