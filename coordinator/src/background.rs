@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use swarmq_shared::transitions::{FailOutcome, FailSession};
+use swarmq_shared::transitions::FailOutcome;
 use swarmq_shared::{SessionStatus, Store, StoreError, now_ms, reaper};
 use tokio_util::sync::CancellationToken;
 
@@ -60,16 +60,17 @@ async fn fail_abandoned_decompositions(store: &Store) -> Result<(), StoreError> 
     {
         let message =
             "decomposition did not finish before its deadline (its coordinator stopped or hung)";
-        let fail = FailSession {
-            id,
-            error: message,
-            only_if: SessionStatus::Decomposing,
-        };
-        if store.run(&fail).await? == FailOutcome::Failed {
-            tracing::warn!(session_id = %id, "failed an abandoned decomposition");
-            swarmq_shared::metrics::count_session_finished(SessionStatus::Failed);
-        } else {
-            store.forget_decomposition(id).await?;
+        match store.recover_decomposition(id, message).await? {
+            FailOutcome::Failed => {
+                tracing::warn!(session_id = %id, "failed an abandoned decomposition");
+                swarmq_shared::metrics::count_session_finished(SessionStatus::Failed);
+            }
+            FailOutcome::Unchanged {
+                status: SessionStatus::Running,
+            } => {
+                tracing::warn!(session_id = %id, "enqueued the jobs of a session its coordinator left");
+            }
+            FailOutcome::Missing | FailOutcome::Unchanged { .. } => {}
         }
     }
     Ok(())

@@ -91,6 +91,10 @@ impl From<CreateError> for ApiError {
                 message,
             },
             taken @ CreateError::IdTaken(_) => Self::Internal(anyhow::Error::new(taken)),
+            CreateError::Abandoned(id) => {
+                tracing::warn!(session_id = %id, "session abandoned by the watchdog before it was recorded");
+                Self::Unavailable("the session could not be recorded in time, try again".into())
+            }
         }
     }
 }

@@ -168,7 +168,7 @@ impl Idempotency {
                 status: StatusCode::BAD_GATEWAY.as_u16(),
                 body: json!({ "sessionId": session_id, "error": message }),
             })),
-            Err(CreateError::Store(e)) => Err(e.into()),
+            Err(e @ (CreateError::Store(_) | CreateError::Abandoned(_))) => Err(e.into()),
         }
     }
 

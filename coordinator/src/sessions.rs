@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use swarmq_shared::transitions::{
-    CancelOutcome, CancelSession, CreateOutcome, CreateSession, FailSession, InitOutcome,
-    InitSession,
+    CancelOutcome, CreateOutcome, CreateSession, FailSession, InitOutcome, InitSession,
 };
 use swarmq_shared::{AgentId, SessionId, SessionStatus, Store, StoreError, Todo, now_ms};
 use tracing::Instrument;
@@ -113,6 +112,10 @@ pub enum CreateError {
     /// A fresh random id collided with an existing session: nothing was written.
     #[error("session id {0} already exists")]
     IdTaken(SessionId),
+    /// This coordinator stalled past the decomposition deadline between indexing the session
+    /// and writing it, and the watchdog gave the id up: nothing was written (try again).
+    #[error("session {0} was abandoned before it was recorded")]
+    Abandoned(SessionId),
     /// Decomposition failed, or finished after the session was failed for taking too long; the
     /// session exists (failed) and the client gets its id.
     #[error("{message}")]
@@ -192,9 +195,10 @@ impl SessionService {
             deadline,
             retention: self.limits.retention,
         };
-        match self.store.run(&init).await? {
+        match self.store.open_session(&init).await? {
             InitOutcome::Created => Ok(()),
             InitOutcome::IdTaken => Err(CreateError::IdTaken(id)),
+            InitOutcome::Abandoned => Err(CreateError::Abandoned(id)),
         }
     }
 
@@ -218,7 +222,7 @@ impl SessionService {
                     error: &message,
                     only_if: SessionStatus::Decomposing,
                 };
-                self.store.run(&fail).await?;
+                self.store.fail_session(&fail).await?;
                 return Err(CreateError::Decomposition {
                     session_id: id,
                     message,
@@ -249,7 +253,7 @@ impl SessionService {
             todos: &todos,
             agents: &agents,
         };
-        match self.store.run(&create).await? {
+        match self.store.start_session(&create).await? {
             CreateOutcome::Created => {
                 metrics::counter!("swarmq_sessions_created_total").increment(1);
                 Ok(())
@@ -272,7 +276,7 @@ impl SessionService {
 
     /// Cancels a decomposing or running session: its workers are killed wherever they run.
     pub async fn cancel(&self, id: SessionId) -> Result<CancelOutcome, StoreError> {
-        let outcome = self.store.run(&CancelSession { id }).await?;
+        let outcome = self.store.cancel_session(id).await?;
         if outcome == CancelOutcome::Cancelled {
             tracing::info!(session_id = %id, "session cancelled");
             swarmq_shared::metrics::count_session_finished(SessionStatus::Cancelled);

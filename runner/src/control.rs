@@ -17,6 +17,9 @@ use crate::ctx::Ctx;
 
 /// Listens on the control channel until `stop`, reconnecting whenever the connection drops.
 pub async fn control_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
+    if ctx.store.sharded_pubsub() {
+        return crate::control_sharded::control_loop(ctx, stop).await;
+    }
     let mut backoff = Backoff::redis_reconnect();
     loop {
         let mut moved = ctx.store.primary_watch();
@@ -97,7 +100,7 @@ pub async fn check_sessions(ctx: &Ctx) {
     }
 }
 
-fn cancel(ctx: &Ctx, session: SessionId) {
+pub(crate) fn cancel(ctx: &Ctx, session: SessionId) {
     let n = ctx.cancel_session(session);
     if n > 0 {
         tracing::info!(session_id = %session, workers = n, "session cancelled: killing its workers");

@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod config;
 pub mod control;
+pub mod control_sharded;
 pub mod ctx;
 pub mod http;
 pub mod launcher;
@@ -200,7 +201,7 @@ async fn slot(ctx: Arc<Ctx>, n: usize) {
             break;
         }
         if claimer.is_none() {
-            match ctx.store.claimer(&ctx.runner, CLAIM_BLOCK).await {
+            match ctx.store.claimer(&ctx.runner, n, CLAIM_BLOCK).await {
                 Ok(c) => claimer = Some(c),
                 Err(e) => {
                     tracing::warn!(slot = n, error = %e, "cannot open a claiming connection, retrying");

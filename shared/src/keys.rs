@@ -15,6 +15,28 @@ pub struct PrefixError(String);
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+    /// The hash tag of each ready-queue shard (`SWARMQ_QUEUE_SHARDS`): one shard is the global
+    /// tag `<prefix>` (today's layout); several get tags of their own, spread evenly over the
+    /// slot space ([`shard_tags`]).
+    shards: Vec<String>,
+}
+
+/// Hash tags for `n` queue shards: shard `i`'s tag `<prefix>:q<i>.<k>` takes the first `k`
+/// whose slot falls in the `i`-th of `n` equal slot ranges, so on a cluster whose primaries
+/// hold equal contiguous ranges (what `redis-cli --cluster create` makes) the shards land on
+/// different primaries. The same on every process: derived from the prefix and `n` alone.
+fn shard_tags(prefix: &str, n: u16) -> Vec<String> {
+    if n <= 1 {
+        return vec![prefix.to_owned()];
+    }
+    (0..n)
+        .map(|i| {
+            (0u32..)
+                .map(|k| format!("{prefix}:q{i}.{k}"))
+                .find(|tag| u32::from(slot(tag)) * u32::from(n) / 16384 == u32::from(i))
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 impl Keys {
@@ -27,10 +49,52 @@ impl Keys {
         if ok {
             Ok(Self {
                 prefix: prefix.to_owned(),
+                shards: shard_tags(prefix, 1),
             })
         } else {
             Err(PrefixError(prefix.to_owned()))
         }
+    }
+
+    /// These keys with the ready queue split into `n` shards (`SWARMQ_QUEUE_SHARDS`; 1 is
+    /// today's single list). Every process of a deployment must use the same `n`.
+    pub fn sharded(mut self, n: u16) -> Self {
+        self.shards = shard_tags(&self.prefix, n.max(1));
+        self
+    }
+
+    /// How many ready-queue shards there are.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard a session's agent jobs go to: from its id, so every process agrees.
+    pub fn shard_of(&self, session: SessionId) -> usize {
+        usize::from(slot(&session.to_string())) % self.shards.len()
+    }
+
+    /// The shard of a ready-list entry `<sessionId>/<agentId>` (shard 0 for a malformed one,
+    /// so it can still be removed from where a one-shard deployment put it).
+    pub fn shard_of_job(&self, job: &str) -> usize {
+        crate::ids::AgentJob::parse(job)
+            .map(|j| self.shard_of(j.session_id))
+            .unwrap_or(0)
+    }
+
+    fn in_shard(&self, shard: usize, name: &str) -> String {
+        format!("{{{}}}:{name}", self.shards[shard % self.shards.len()])
+    }
+
+    /// LIST of one shard's agent jobs waiting for a runner (LPUSH to enqueue, BLMOVE from
+    /// the right). With one shard: [`Keys::ready_list`].
+    pub fn ready_shard(&self, shard: usize) -> String {
+        self.in_shard(shard, "ready")
+    }
+
+    /// LIST of the agent jobs one runner holds from one shard (that shard's BLMOVE
+    /// destination, so claim, requeue and reap stay in the shard's slot).
+    pub fn claimed_shard(&self, runner: &RunnerId, shard: usize) -> String {
+        self.in_shard(shard, &format!("runner:{runner}:claimed"))
     }
 
     pub fn prefix(&self) -> &str {
@@ -41,9 +105,10 @@ impl Keys {
         format!("{{{}}}:{name}", self.prefix)
     }
 
-    /// LIST of `AgentJob`s waiting for a runner (LPUSH to enqueue, BLMOVE from the right).
+    /// LIST of `AgentJob`s waiting for a runner (LPUSH to enqueue, BLMOVE from the right):
+    /// shard 0 of the ready queue (the only one unless `SWARMQ_QUEUE_SHARDS` > 1).
     pub fn ready_list(&self) -> String {
-        self.global("ready")
+        self.ready_shard(0)
     }
 
     /// ZSET runner id → lease expiry (ms, Redis clock). A member past its score is dead.
@@ -56,9 +121,9 @@ impl Keys {
         self.global(&format!("runner:{runner}:info"))
     }
 
-    /// LIST of the agent jobs one runner holds (the BLMOVE destination).
+    /// LIST of the agent jobs one runner holds (the BLMOVE destination) from shard 0.
     pub fn runner_claimed_list(&self, runner: &RunnerId) -> String {
-        self.global(&format!("runner:{runner}:claimed"))
+        self.claimed_shard(runner, 0)
     }
 
     /// ZSET session id → createdAt (ms): the sessions index, read newest first.
@@ -76,6 +141,12 @@ impl Keys {
     /// sampled in that second). Expires on its own (`store::stats`).
     pub fn stats_minute(&self, minute: u64) -> String {
         self.global(&format!("stats:{minute}"))
+    }
+
+    /// STRING marker: this session's agent jobs were put on the ready queue (`enqueue_jobs.lua`
+    /// pushes them once, whoever calls it). In its queue shard's slot; expires after a day.
+    pub fn enqueued_marker(&self, session: SessionId) -> String {
+        self.in_shard(self.shard_of(session), &format!("enqueued:{session}"))
     }
 
     /// Pub/sub channel for runner control messages (`cancel <sessionId>`).
@@ -108,6 +179,13 @@ impl Keys {
     pub fn session_of_channel(&self, channel: &str) -> Option<SessionId> {
         let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
         let id = rest.strip_suffix("}:live")?;
+        SessionId::parse(id).ok()
+    }
+
+    /// The session a `<prefix>:{<id>}:control` channel belongs to.
+    pub fn session_of_control_channel(&self, channel: &str) -> Option<SessionId> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        let id = rest.strip_suffix("}:control")?;
         SessionId::parse(id).ok()
     }
 }
@@ -157,6 +235,19 @@ impl SessionKeys {
         format!("{}live", self.base)
     }
 
+    /// Pub/sub channel of this session's runner control messages (`cancel <sessionId>`) on a
+    /// Cluster: sharded (`SPUBLISH`), so it reaches the runners holding the session's agents
+    /// (they `SSUBSCRIBE` to it) and no other node.
+    pub fn control_channel(&self) -> String {
+        format!("{}control", self.base)
+    }
+
+    /// STRING tombstone: the watchdog gave up on this id before its session was written, so
+    /// none may be written later (`init_session.lua` refuses). Expires after a day.
+    pub fn gone_marker(&self) -> String {
+        format!("{}gone", self.base)
+    }
+
     /// Prefix of the per-TODO hashes; Lua appends the todo id.
     pub fn todo_prefix(&self) -> String {
         format!("{}todo:", self.base)
@@ -179,9 +270,51 @@ impl SessionKeys {
     }
 }
 
+/// The Redis Cluster hash slot of `key` (CRC16-XMODEM of its hash tag, or of the whole key when
+/// it has none, mod 16384), as the Cluster specification defines it: what a test checks to
+/// prove that every script touches one slot.
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16_xmodem(hashed) % 16384
+}
+
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_match_the_cluster_specification() {
+        // Values from `CLUSTER KEYSLOT` on redis-server 7.0.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("bar"), 5061);
+        assert_eq!(slot("123456789"), 0x31C3); // CRC16-XMODEM check value
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+    }
 
     #[test]
     fn session_keys_share_one_hash_tag() {
@@ -195,6 +328,7 @@ mod tests {
             s.agent_ids_list(),
             s.pending_list(),
             s.events_stream(),
+            s.gone_marker(),
             s.todo_hash(TodoId::new()),
             s.agent_hash(AgentId::new()),
         ] {
@@ -217,6 +351,32 @@ mod tests {
         ] {
             assert!(key.starts_with("{q1}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn queue_shards_spread_over_the_slot_space_and_one_shard_is_todays_layout() {
+        let one = Keys::new("swarmq").unwrap();
+        let r = RunnerId::generate("h");
+        assert_eq!(one.ready_shard(0), "{swarmq}:ready");
+        assert_eq!(
+            one.claimed_shard(&r, 0),
+            format!("{{swarmq}}:runner:{r}:claimed")
+        );
+        let three = Keys::new("swarmq").unwrap().sharded(3);
+        for i in 0..3 {
+            let s = usize::from(slot(&three.ready_shard(i)));
+            assert_eq!(s * 3 / 16384, i, "{}", three.ready_shard(i));
+            assert_eq!(
+                slot(&three.ready_shard(i)),
+                slot(&three.claimed_shard(&r, i))
+            );
+        }
+        let id = SessionId::new();
+        let shard = three.shard_of(id);
+        assert_eq!(
+            slot(&three.enqueued_marker(id)),
+            slot(&three.ready_shard(shard))
+        );
     }
 
     #[test]

@@ -11,8 +11,7 @@
 use crate::ids::{AgentJob, RunnerId};
 use crate::store::{Result, Store};
 use crate::transitions::{
-    DeadRunners, ForgetOutcome, ForgetRunner, Holder, ReleaseAgent, ReleaseOutcome, RequeueJob,
-    RequeueOutcome,
+    DeadRunners, ForgetOutcome, Holder, ReleaseAgent, ReleaseOutcome, RequeueJob, RequeueOutcome,
 };
 
 /// Dead runners handled per pass at most (the next pass takes the rest).
@@ -79,7 +78,7 @@ async fn reap_runner(store: &Store, runner: &RunnerId, report: &mut ReapReport) 
             tracing::warn!(%runner, job, "requeued the job of a dead runner");
         }
     }
-    if store.run(&ForgetRunner { runner }).await? == ForgetOutcome::Forgotten {
+    if store.forget_runner(runner).await? == ForgetOutcome::Forgotten {
         tracing::info!(%runner, "forgot dead runner");
     }
     Ok(())

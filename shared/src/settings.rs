@@ -31,8 +31,19 @@ pub struct CommonSettings {
     #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
     pub redis_sentinel_password: Option<String>,
 
-    /// Password of the Redis data nodes with REDIS_SENTINELS (else the one in REDIS_URL);
-    /// ignored without REDIS_SENTINELS.
+    /// Redis Cluster seed nodes, comma-separated URLs (redis://[user:password@]host:port, or
+    /// rediss:// for TLS) or host:port: when set, swarmq runs on that cluster (its slot map is
+    /// learned from any live seed) and REDIS_URL / REDIS_SENTINELS are not used.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_NODES",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub redis_cluster_nodes: String,
+
+    /// Password of the Redis data nodes with REDIS_SENTINELS or REDIS_CLUSTER_NODES (else the
+    /// one in REDIS_URL / the node URLs); ignored with a plain REDIS_URL.
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
 
@@ -51,6 +62,14 @@ pub struct CommonSettings {
     /// deployment (several deployments can share one Redis with different prefixes).
     #[arg(long, env = "SWARMQ_PREFIX", default_value = "swarmq")]
     pub prefix: String,
+
+    /// Shards of the ready queue: lists with their own hash tags, spread over a Redis Cluster's
+    /// primaries; a session's agent jobs go to one shard (from its id) and runners claim from
+    /// all. The same on every coordinator and runner; 1 (the default) is one list. Changing it
+    /// strands the jobs waiting in shards that no longer exist (drain the queue first).
+    #[arg(long, env = "SWARMQ_QUEUE_SHARDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub queue_shards: u16,
 
     /// Approximate number of events kept per session for replay (Redis stream MAXLEN ~); use
     /// the same value on every coordinator and runner.
@@ -71,6 +90,7 @@ impl CommonSettings {
             events_maxlen: self.events_maxlen,
             min_replicas_acked: self.redis_min_replicas_acked,
             wait_timeout: Duration::from_millis(self.redis_wait_timeout_ms),
+            queue_shards: self.queue_shards,
             ..StoreOptions::default()
         };
         Store::open_target(&self.target()?, &self.prefix, opts)
@@ -83,8 +103,14 @@ impl CommonSettings {
             .unwrap_or_else(|e| e.to_string())
     }
 
-    /// Where Redis is: REDIS_URL, or the Sentinels.
+    /// Where Redis is: the cluster, REDIS_URL, or the Sentinels.
     pub fn target(&self) -> Result<RedisTarget, String> {
+        if !self.redis_cluster_nodes.trim().is_empty() {
+            if !self.redis_sentinels.trim().is_empty() {
+                return Err("set REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both".into());
+            }
+            return RedisTarget::cluster(&self.redis_cluster_nodes, self.redis_password.as_deref());
+        }
         RedisTarget::parse(
             &self.redis_url,
             &self.redis_sentinels,

@@ -20,6 +20,11 @@ pub async fn recorded(redis_url: &str, session: &str) -> Recorded {
         StoreOptions::default(),
     )
     .expect("store");
+    recorded_in(&store, session).await
+}
+
+/// [`recorded`], read through `store` (a Redis Cluster's, say).
+pub async fn recorded_in(store: &Store, session: &str) -> Recorded {
     let id = SessionId::parse(session).expect("session id");
     let snapshot = store
         .snapshot(id)

@@ -2,6 +2,7 @@
 //!
 //! - [`RedisServer`]: a private `redis-server` on a free port in a temp dir (AOF on, so a
 //!   restart keeps the data), killed on drop; `restart()` for fault tests.
+//! - [`RedisCluster`]: a private 6-node Redis Cluster (3 primaries, 3 replicas), with faults.
 //! - [`FakeAnthropic`]: a local Messages API that answers like the real one, from a script.
 //! - [`CoordinatorProcess`] / [`RunnerProcess`]: the built binaries as separate processes.
 //! - [`Watcher`]: the official npm `socket.io-client` or `python-socketio` watching a session;
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod procs;
 pub mod redis;
+pub mod redis_cluster;
 pub mod sentinel;
 pub mod sessions;
 pub mod stalled;
@@ -31,6 +33,7 @@ pub use clients::Watcher;
 pub use cluster::{Cluster, FixtureRecord, InProcCoordinator};
 pub use procs::{CoordinatorProcess, Process, RunnerProcess};
 pub use redis::RedisServer;
+pub use redis_cluster::RedisCluster;
 pub use sentinel::SentinelTopology;
 pub use stalled::StalledClient;
 pub use start::Start;

@@ -53,9 +53,36 @@ impl RedisServer {
         Self::start_with_args("always", &args, password)
     }
 
+    /// A node of a Redis Cluster (`--cluster-enabled yes`), on a port whose cluster-bus port
+    /// (+10000) is free too; `node_timeout_ms` is how long it may be unreachable before its
+    /// replica takes over. Joined into a cluster by [`crate::RedisCluster`].
+    pub fn start_cluster_node(password: Option<&str>, node_timeout_ms: u64) -> Self {
+        let timeout = node_timeout_ms.to_string();
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            &timeout,
+            // Any replica may be promoted, however long it was cut off.
+            "--cluster-replica-validity-factor",
+            "0",
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        if let Some(p) = password {
+            args.extend(["--masterauth", p]);
+        }
+        Self::start_on(cluster_port(), "always", &args, password)
+    }
+
     fn start_with_args(fsync: &'static str, extra: &[&str], password: Option<&str>) -> Self {
+        Self::start_on(free_port(), fsync, extra, password)
+    }
+
+    fn start_on(port: u16, fsync: &'static str, extra: &[&str], password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let mut server = Self {
             port,
             dir,
@@ -273,6 +300,17 @@ pub fn make_certificate(dir: &std::path::Path) {
         .status()
         .expect("openssl (apt-get install openssl)");
     assert!(status.success(), "openssl could not make a certificate");
+}
+
+/// A free port below 55536 whose cluster-bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        if port < 55_536 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
 }
 
 /// A port nothing listens on right now.

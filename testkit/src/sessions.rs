@@ -3,14 +3,8 @@
 
 use std::time::Duration;
 
-use swarmq_shared::transitions::{
-    CreateOutcome, CreateSession, InitOutcome, InitSession, Transition,
-};
+use swarmq_shared::transitions::{CreateOutcome, CreateSession, InitOutcome, InitSession};
 use swarmq_shared::{AgentId, AgentJob, SessionId, Store, Todo};
-
-async fn run<T: Transition>(store: &Store, transition: T) -> T::Reply {
-    store.run(&transition).await.expect("transition")
-}
 
 /// A new session, still `decomposing` (no deadline, kept forever).
 pub async fn decomposing_session(store: &Store, agents: usize) -> SessionId {
@@ -23,7 +17,8 @@ pub async fn decomposing_session(store: &Store, agents: usize) -> SessionId {
         deadline: u64::MAX,
         retention: Duration::ZERO,
     };
-    assert_eq!(run(store, init).await, InitOutcome::Created);
+    let outcome = store.open_session(&init).await.expect("open_session");
+    assert_eq!(outcome, InitOutcome::Created);
     id
 }
 
@@ -40,7 +35,8 @@ pub async fn running_session(store: &Store, descriptions: &[&str], agents: usize
         todos: &todos,
         agents: &agent_ids,
     };
-    assert_eq!(run(store, create).await, CreateOutcome::Created);
+    let outcome = store.start_session(&create).await.expect("start_session");
+    assert_eq!(outcome, CreateOutcome::Created);
     agent_ids
         .into_iter()
         .map(|agent_id| AgentJob {

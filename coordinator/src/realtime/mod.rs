@@ -31,6 +31,7 @@ mod pubsub;
 mod relay;
 mod room;
 mod server;
+mod sharded;
 
 use std::sync::Arc;
 use std::time::Duration;

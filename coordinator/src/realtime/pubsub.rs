@@ -31,21 +31,28 @@ pub(super) enum SubCommand {
     Unsubscribe { session: SessionId, generation: u64 },
 }
 
-type Commands = mpsc::UnboundedReceiver<SubCommand>;
+pub(super) type Commands = mpsc::UnboundedReceiver<SubCommand>;
 
 /// What a command changed in [`Subscriptions`].
-enum Noted {
+pub(super) enum Noted {
     /// Subscribe this session's channel, then tell the room.
     Subscribe(SessionId, oneshot::Sender<()>),
     Unsubscribe(SessionId),
     Ignored,
 }
 
+impl Subscriptions {
+    /// A room waits for its subscription: answered once the connection has it.
+    pub(super) fn wait(&mut self, done: oneshot::Sender<()>) {
+        self.waiting.push(done);
+    }
+}
+
 /// The channels rooms want (by the generation of the room that asked), and rooms still waiting
 /// for their subscription.
-struct Subscriptions {
-    keys: Keys,
-    wanted: HashMap<SessionId, u64>,
+pub(super) struct Subscriptions {
+    pub(super) keys: Keys,
+    pub(super) wanted: HashMap<SessionId, u64>,
     waiting: Vec<oneshot::Sender<()>>,
 }
 
@@ -60,6 +67,9 @@ pub(super) async fn run(
         wanted: HashMap::new(),
         waiting: Vec::new(),
     };
+    if store.sharded_pubsub() {
+        return super::sharded::run(store, relay, (subs, commands), shutdown).await;
+    }
     let mut reconnecting = false;
     loop {
         let mut moved = store.primary_watch();
@@ -122,7 +132,7 @@ async fn connect(
 }
 
 /// Waits `delay` while still recording what rooms want. False on shutdown.
-async fn absorb_commands_for(
+pub(super) async fn absorb_commands_for(
     delay: Duration,
     subs: &mut Subscriptions,
     commands: &mut Commands,
@@ -177,12 +187,12 @@ async fn serve(
 }
 
 impl Subscriptions {
-    fn channel(&self, session: SessionId) -> String {
+    pub(super) fn channel(&self, session: SessionId) -> String {
         self.keys.session(session).live_channel()
     }
 
     /// Notes a command while disconnected; it takes effect at the next subscribe.
-    fn record(&mut self, cmd: SubCommand) {
+    pub(super) fn record(&mut self, cmd: SubCommand) {
         if let Noted::Subscribe(_, done) = self.note(cmd) {
             self.waiting.push(done);
         }
@@ -210,7 +220,7 @@ impl Subscriptions {
 
     /// Updates what rooms want. An unsubscribe from an older room of the session (a newer one
     /// subscribed since) is ignored.
-    fn note(&mut self, cmd: SubCommand) -> Noted {
+    pub(super) fn note(&mut self, cmd: SubCommand) -> Noted {
         match cmd {
             SubCommand::Subscribe {
                 session,
@@ -239,7 +249,7 @@ impl Subscriptions {
         sink.subscribe(&channels).await
     }
 
-    fn confirm_waiting(&mut self) {
+    pub(super) fn confirm_waiting(&mut self) {
         for done in self.waiting.drain(..) {
             let _ = done.send(());
         }

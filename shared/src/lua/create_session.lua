@@ -1,8 +1,8 @@
 -- create_session.lua: turns a decomposing session into a running one in one step: its TODOs,
--- agents, pending list, agent jobs on the ready list and task:created events, or nothing at all.
--- K.ready (the ready list)   K.decomposing (zset of sessions still decomposing)
--- ARGS: todos ([{id, description, createdEvent (the task:created payload)}]),
---   agents ([{id, job (its ready-list entry)}])
+-- agents, pending list and task:created events, or nothing at all. Its agent jobs go onto the
+-- ready queue in the next step (enqueue_jobs.lua, the queue's slot); the watchdog does that
+-- step for a coordinator that stopped in between (docs/redis-schema.md).
+-- ARGS: todos ([{id, description, createdEvent (the task:created payload)}]), agents ([id])
 -- Replies {outcome='created'}, or {outcome='notDecomposing', status} when the session left
 -- `decomposing` meanwhile (cancelled, or failed by the watchdog; status absent: no session);
 -- then nothing is written.
@@ -16,12 +16,10 @@ for _, todo in ipairs(ARGS.todos) do
   redis.call('RPUSH', K.pending, todo.id)
   emit('task:created', todo.createdEvent)
 end
-for _, agent in ipairs(ARGS.agents) do
-  redis.call('HSET', agent_key(agent.id), 'id', agent.id, 'sessionId', sid, 'status', 'booting',
+for _, aid in ipairs(ARGS.agents) do
+  redis.call('HSET', agent_key(aid), 'id', aid, 'sessionId', sid, 'status', 'booting',
     'currentTaskId', '', 'token', 0)
-  redis.call('RPUSH', K.agents, agent.id)
-  redis.call('LPUSH', K.ready, agent.job)
+  redis.call('RPUSH', K.agents, aid)
 end
 redis.call('HSET', K.session, 'status', 'running')
-redis.call('ZREM', K.decomposing, sid)
 return reply('created')

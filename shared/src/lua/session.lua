@@ -6,8 +6,9 @@
 --   K.session (hash)   K.todos (todo ids)   K.agents (agent ids)   K.pending (todo ids)
 --   K.events (stream)
 -- the channel C.live (its events as they are recorded), and in CALL.session: todoPrefix and
--- agentPrefix (a TODO's or agent's hash key is the prefix followed by its id) and eventsMaxlen
--- (the stream's approximate cap).
+-- agentPrefix (a TODO's or agent's hash key is the prefix followed by its id), eventsMaxlen
+-- (the stream's approximate cap) and publish ('PUBLISH', or 'SPUBLISH' on a Cluster: the
+-- session's channels are in its slot, so only the node that owns it carries them).
 local SESSION = CALL.session
 
 local function todo_key(tid) return SESSION.todoPrefix .. tid end
@@ -29,7 +30,7 @@ local function emit(name, payload)
   end
   redis.call('XADD', K.events, 'MAXLEN', '~', SESSION.eventsMaxlen, seq .. '-0',
     'event', name, 'data', data)
-  redis.call('PUBLISH', C.live,
+  redis.call(SESSION.publish, C.live,
     '{"seq":' .. seq .. ',"event":"' .. name .. '","data":' .. data .. '}')
   return seq
 end

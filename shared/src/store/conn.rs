@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, watch};
 
@@ -18,6 +19,11 @@ use super::{Result, StoreError};
 pub(crate) enum Conn {
     Direct(ConnectionManager),
     Followed(Followed),
+    /// A Redis Cluster: redis's async cluster connection routes each command by its keys' slot
+    /// and follows `MOVED`/`ASK` and failovers (see [`Conn::Cluster`]'s pipelines below).
+    Cluster(ClusterConnection),
+    /// One plain connection of its own (a blocking claimer's).
+    Plain(MultiplexedConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -25,6 +31,8 @@ impl ConnectionLike for Conn {
         match self {
             Self::Direct(c) => c.req_packed_command(cmd),
             Self::Followed(f) => Box::pin(f.command(cmd)),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Plain(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -37,14 +45,44 @@ impl ConnectionLike for Conn {
         match self {
             Self::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Followed(f) => Box::pin(f.commands(pipeline, offset, count)),
+            Self::Cluster(c) => Box::pin(cluster_commands(c.clone(), pipeline, offset, count)),
+            Self::Plain(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Direct(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+            Self::Plain(c) => c.get_db(),
             Self::Followed(_) => 0,
         }
+    }
+}
+
+/// A pipeline on a cluster: sent whole when its keys share one slot (redis's cluster client
+/// refuses others before sending: `CrossSlot`); a non-atomic pipeline over several slots (a
+/// page of sessions' hashes) is sent command by command instead, concurrently, and answered in
+/// order. An atomic one (`MULTI`) over several slots stays an error: swarmq sends none.
+async fn cluster_commands(
+    mut conn: ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> redis::RedisResult<Vec<Value>> {
+    match conn.req_packed_commands(pipeline, offset, count).await {
+        Err(e)
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+                && !pipeline.is_transaction()
+                && offset == 0 =>
+        {
+            let each = pipeline.cmd_iter().map(|cmd| {
+                let mut conn = conn.clone();
+                async move { conn.req_packed_command(cmd).await }
+            });
+            futures_util::future::try_join_all(each).await
+        }
+        other => other,
     }
 }
 
@@ -164,17 +202,27 @@ impl Followed {
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Opens a [`Conn`] for `target`: redis's `ConnectionManager` for one fixed address.
+/// Opens a [`Conn`] for `target`: redis's `ConnectionManager` for one fixed address, a
+/// cluster connection (connecting in the background) for a cluster.
 pub(crate) fn open(
     target: &Arc<Target>,
     config: AsyncConnectionConfig,
     manager: redis::aio::ConnectionManagerConfig,
+    response_timeout: Duration,
 ) -> Result<Conn> {
+    if let Some(client) = target.cluster_client(Some(response_timeout))? {
+        let config = redis::cluster::ClusterConfig::new();
+        return Ok(Conn::Cluster(
+            client.get_pending_async_connection_with_config(config),
+        ));
+    }
     Ok(match target.as_ref() {
         Target::Single(client) => Conn::Direct(ConnectionManager::new_lazy_with_config(
             client.clone(),
             manager,
         )?),
-        Target::Sentinel(_) => Conn::Followed(Followed::new(target.clone(), config)),
+        Target::Sentinel(_) | Target::Cluster(..) => {
+            Conn::Followed(Followed::new(target.clone(), config))
+        }
     })
 }

@@ -28,9 +28,11 @@
 mod conn;
 mod hashes;
 pub mod idempotency;
+mod lifecycle;
 mod rate;
 mod runners;
 mod sessions;
+mod sharded;
 mod stats;
 mod target;
 
@@ -38,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::FromRedisValue;
-use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::ConnectionManagerConfig;
 
 use crate::ids::SessionId;
 use crate::keys::Keys;
@@ -47,8 +49,9 @@ use crate::transitions::{self, Snapshot, Transition};
 
 pub use runners::{Claimer, RegisteredRunner, RunnerInfo, RunnerTotals};
 pub use sessions::{RecordedEvent, SessionCounts, SessionPage};
+pub use sharded::{Delivery, ShardedSubscriber};
 pub use stats::{MAX_SERIES_SECS, STATS_TTL_SECS, StatsPoint};
-pub use target::{RedisTarget, SentinelTarget, Tls};
+pub use target::{ClusterTarget, RedisTarget, SentinelTarget, Tls};
 
 use conn::Conn;
 use target::Target;
@@ -78,25 +81,40 @@ impl StoreError {
     }
 }
 
-/// Whether Redis answered `code`, to the command or to any command of a pipeline (`code()`
-/// only sees a pipeline's first failure, and only when its kind is one the crate knows).
-fn has_code(e: &redis::RedisError, code: &str) -> bool {
-    e.code() == Some(code)
-        || e.clone()
-            .into_server_errors()
-            .is_some_and(|errors| errors.iter().any(|(_, err)| err.code() == code))
-}
-
 /// See [`StoreError::is_unavailable`]; also what makes a Sentinel connection re-resolve.
 fn unavailable(e: &redis::RedisError) -> bool {
     e.is_io_error()
-        // A primary configured with min-replicas-to-write that has too few replicas (a stale
-        // primary that came back alone, or a new one before its replicas reattached).
-        || has_code(e, "NOREPLICAS")
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
+        // A Cluster's slot map still naming a dead node once redis's own retries are spent.
+        || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        // A server error, alone or inside a pipeline (the durable path's EVALSHA + WAIT
+        // answers "Pipeline failure: [(0, NOREPLICAS …)]", whose code is not at the top).
+        || e.clone().into_server_errors().is_some_and(|errors| {
+            errors.iter().any(|(_, s)| {
+                // A primary configured with min-replicas-to-write that has too few replicas
+                // (a stale primary that came back alone, or a new one before its replicas
+                // reattached).
+                s.code() == "NOREPLICAS"
+                    || s.kind().is_some_and(|k| {
+                        use redis::ServerErrorKind as K;
+                        // A primary loading, failing over or demoted; a Cluster mid-failover
+                        // or mid-reshard (MOVED/ASK left after the client's retries).
+                        matches!(
+                            k,
+                            K::BusyLoading
+                                | K::TryAgain
+                                | K::ClusterDown
+                                | K::MasterDown
+                                | K::ReadOnly
+                                | K::Moved
+                                | K::Ask
+                        )
+                    })
+            })
+        })
         || matches!(
             e.kind(),
             redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
@@ -104,6 +122,8 @@ fn unavailable(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::Ask)
         )
 }
 
@@ -123,6 +143,8 @@ pub struct StoreOptions {
     pub min_replicas_acked: u64,
     /// How long to wait for them (`WAIT`'s timeout).
     pub wait_timeout: Duration,
+    /// Shards of the ready queue (`SWARMQ_QUEUE_SHARDS`; 1 = one list).
+    pub queue_shards: u16,
 }
 
 impl Default for StoreOptions {
@@ -132,6 +154,7 @@ impl Default for StoreOptions {
             response_timeout: Duration::from_secs(5),
             min_replicas_acked: 0,
             wait_timeout: Duration::from_secs(1),
+            queue_shards: 1,
         }
     }
 }
@@ -180,7 +203,7 @@ impl Store {
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(opts.response_timeout))
             .set_connection_timeout(Some(CONNECT_TIMEOUT));
-        let conn = conn::open(&target, config, manager)?;
+        let conn = conn::open(&target, config, manager, opts.response_timeout)?;
         Ok(Self {
             target,
             conn,
@@ -205,7 +228,9 @@ impl Store {
         prefix: &str,
         opts: StoreOptions,
     ) -> std::result::Result<Self, String> {
-        let keys = Keys::new(prefix).map_err(|e| e.to_string())?;
+        let keys = Keys::new(prefix)
+            .map_err(|e| e.to_string())?
+            .sharded(opts.queue_shards);
         Self::with_target(target, keys, opts).map_err(|e| {
             let what = target.describe();
             match e {
@@ -298,22 +323,42 @@ impl Store {
     pub fn primary_watch(&self) -> PrimaryWatch {
         PrimaryWatch(match &self.conn {
             Conn::Followed(f) => Some(f.primary_changes()),
-            Conn::Direct(_) => None,
+            Conn::Direct(_) | Conn::Cluster(_) | Conn::Plain(_) => None,
         })
     }
 
     /// A connection of its own, for a blocking command that must not hold up others (and must
     /// not be cut off while it blocks: `response_timeout` exceeds the block).
-    async fn exclusive(&self, response_timeout: Duration) -> Result<MultiplexedConnection> {
+    /// On a cluster: a cluster connection of its own (it follows `MOVED`/`ASK` and failovers
+    /// like the shared one).
+    async fn exclusive(&self, response_timeout: Duration) -> Result<Conn> {
+        if let Some(client) = self.target.cluster_client(Some(response_timeout))? {
+            let config = redis::cluster::ClusterConfig::new();
+            let conn = client.get_async_connection_with_config(config).await?;
+            return Ok(Conn::Cluster(conn));
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(response_timeout));
-        Ok(self.target.connect(&config).await?.0)
+        Ok(Conn::Plain(self.target.connect(&config).await?.0))
     }
 
     /// Pub/sub on its own connection (it does not reconnect by itself: callers loop).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
         self.target.pubsub().await
+    }
+
+    /// Whether events and session messages go over sharded pub/sub (`SPUBLISH` /
+    /// `SSUBSCRIBE`): on a Redis Cluster, where classic pub/sub reaches every node.
+    pub fn sharded_pubsub(&self) -> bool {
+        matches!(self.target.as_ref(), Target::Cluster(..))
+    }
+
+    fn calling(&self) -> transitions::Calling {
+        transitions::Calling {
+            events_maxlen: self.opts.events_maxlen,
+            sharded: self.sharded_pubsub(),
+        }
     }
 
     /// Runs one transition: its keys and arguments go to its script, its reply comes back
@@ -325,9 +370,8 @@ impl Store {
         } else if self.replicated_reads && !transition.durable() {
             self.run_replicated(transition, true).await?
         } else {
-            let invocation =
-                transitions::invocation(transition, &self.keys, self.opts.events_maxlen)
-                    .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
+            let invocation = transitions::invocation(transition, &self.keys, self.calling())
+                .map_err(|e| StoreError::Corrupt(format!("{file}: arguments: {e}")))?;
             invocation.invoke_async(&mut self.conn()).await?
         };
         T::Reply::from_redis_value(reply)
@@ -343,7 +387,7 @@ impl Store {
         fence: bool,
     ) -> Result<redis::Value> {
         let lua = transition.lua();
-        let evalsha = transitions::evalsha(transition, &self.keys, self.opts.events_maxlen)
+        let evalsha = transitions::evalsha(transition, &self.keys, self.calling())
             .map_err(|e| StoreError::Corrupt(format!("{}: arguments: {e}", lua.file())))?;
         let mut pipe = redis::pipe();
         pipe.add_command(evalsha);

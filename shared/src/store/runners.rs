@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
-
+use super::conn::Conn;
 use super::{Result, Store};
 use crate::ids::RunnerId;
+use redis::AsyncCommands;
 
 /// What a runner publishes about itself with every heartbeat (its info hash): written by
 /// [`Heartbeat`](crate::transitions::Heartbeat) through [`RunnerInfo::fields`], read back by
@@ -73,41 +72,81 @@ pub struct RegisteredRunner {
 
 /// A dedicated connection for one claiming loop: `BLMOVE` blocks the connection, so it is never
 /// shared, and its response timeout exceeds the block so a slow answer is not mistaken for none.
+///
+/// With several queue shards (`SWARMQ_QUEUE_SHARDS`) each claim first looks at every other
+/// shard without blocking (`LMOVE`, starting after its home shard), then blocks on its home
+/// shard (`BLMOVE`), and moves its home on by one whenever a block ends empty: no shard is
+/// skipped for long, and an idle claimer costs one command per shard per block period — no
+/// busy polling. Different slots of a runner start at different homes.
 pub struct Claimer {
-    conn: MultiplexedConnection,
-    ready: String,
-    claimed: String,
+    conn: Conn,
+    /// Per shard: its ready list and this runner's claimed list there.
+    shards: Vec<(String, String)>,
+    home: usize,
     block: Duration,
+    keys: crate::keys::Keys,
 }
 
 impl Claimer {
     /// Waits up to the block time for a job, moving it atomically into this runner's claimed
-    /// list. `Ok(None)` when none came. `finished`, the job this slot just finished, is first
-    /// removed from the claimed list in the same round trip.
+    /// list of its shard. `Ok(None)` when none came. `finished`, the job this slot just
+    /// finished, is first removed from its claimed list (in the same round trip when it is of
+    /// the home shard).
     pub async fn claim(&mut self, finished: Option<&str>) -> Result<Option<String>> {
-        let mut pipe = redis::pipe();
+        let n = self.shards.len();
         if let Some(job) = finished {
-            pipe.lrem(&self.claimed, 1, job).ignore();
+            let shard = self.keys.shard_of_job(job);
+            if shard != self.home {
+                let _: i64 = self.conn.lrem(&self.shards[shard].1, 1, job).await?;
+            }
+        }
+        for step in 1..n {
+            let (ready, claimed) = &self.shards[(self.home + step) % n];
+            let job: Option<String> = redis::cmd("LMOVE")
+                .arg(ready)
+                .arg(claimed)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .query_async(&mut self.conn)
+                .await?;
+            if job.is_some() {
+                return Ok(job);
+            }
+        }
+        let (ready, claimed) = &self.shards[self.home];
+        let mut pipe = redis::pipe();
+        if let Some(job) = finished.filter(|j| self.keys.shard_of_job(j) == self.home) {
+            pipe.lrem(claimed, 1, job).ignore();
         }
         pipe.cmd("BLMOVE")
-            .arg(&self.ready)
-            .arg(&self.claimed)
+            .arg(ready)
+            .arg(claimed)
             .arg("RIGHT")
             .arg("LEFT")
             .arg(self.block.as_secs_f64());
         let (job,): (Option<String>,) = pipe.query_async(&mut self.conn).await?;
+        if job.is_none() {
+            self.home = (self.home + 1) % n;
+        }
         Ok(job)
     }
 }
 
 impl Store {
-    pub async fn claimer(&self, runner: &RunnerId, block: Duration) -> Result<Claimer> {
+    /// A claimer for one slot (`n`, so a runner's slots start at different home shards).
+    pub async fn claimer(&self, runner: &RunnerId, n: usize, block: Duration) -> Result<Claimer> {
         let conn = self.exclusive(block + Duration::from_secs(10)).await?;
+        let keys = &self.keys;
+        let shards: Vec<(String, String)> = (0..keys.shard_count())
+            .map(|i| (keys.ready_shard(i), keys.claimed_shard(runner, i)))
+            .collect();
+        let first = usize::from(crate::keys::slot(runner.as_str()));
         Ok(Claimer {
+            home: (first + n) % shards.len(),
             conn,
-            ready: self.keys.ready_list(),
-            claimed: self.keys.runner_claimed_list(runner),
+            shards,
             block,
+            keys: keys.clone(),
         })
     }
 
@@ -116,26 +155,56 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .zrem(self.keys.runners_zset(), runner.as_str())
-            .del(self.keys.runner_info_hash(runner))
-            .del(self.keys.runner_claimed_list(runner));
+            .del(self.keys.runner_info_hash(runner));
         let _: () = pipe.query_async(&mut self.conn()).await?;
+        for shard in 0..self.keys.shard_count() {
+            let _: i64 = self
+                .conn()
+                .del(self.keys.claimed_shard(runner, shard))
+                .await?;
+        }
         Ok(())
     }
 
+    /// The jobs `runner` holds, from every shard.
     pub async fn claimed_jobs(&self, runner: &RunnerId) -> Result<Vec<String>> {
-        Ok(self
-            .conn()
-            .lrange(self.keys.runner_claimed_list(runner), 0, -1)
-            .await?)
+        let mut all = Vec::new();
+        for shard in 0..self.keys.shard_count() {
+            let jobs: Vec<String> = self
+                .conn()
+                .lrange(self.keys.claimed_shard(runner, shard), 0, -1)
+                .await?;
+            all.extend(jobs);
+        }
+        Ok(all)
     }
 
-    /// Removes a finished job from the runner's claimed list.
+    /// Removes a finished job from the runner's claimed list (of the job's shard).
     pub async fn drop_claimed(&self, runner: &RunnerId, job: &str) -> Result<()> {
-        let _: i64 = self
-            .conn()
-            .lrem(self.keys.runner_claimed_list(runner), 1, job)
-            .await?;
+        let claimed = self.keys.claimed_shard(runner, self.keys.shard_of_job(job));
+        let _: i64 = self.conn().lrem(claimed, 1, job).await?;
         Ok(())
+    }
+
+    /// Removes a reaped runner whose claimed lists are all empty, unless it came back
+    /// meanwhile ([`ForgetRunner`](crate::transitions::ForgetRunner); with several shards the
+    /// lists are checked first, each in its own slot).
+    pub async fn forget_runner(
+        &self,
+        runner: &RunnerId,
+    ) -> Result<crate::transitions::ForgetOutcome> {
+        if self.keys.shard_count() > 1 {
+            for shard in 0..self.keys.shard_count() {
+                let len: u64 = self
+                    .conn()
+                    .llen(self.keys.claimed_shard(runner, shard))
+                    .await?;
+                if len > 0 {
+                    return Ok(crate::transitions::ForgetOutcome::Kept);
+                }
+            }
+        }
+        self.run(&crate::transitions::ForgetRunner { runner }).await
     }
 
     /// Every registered runner with its lease expiry and published info.
@@ -168,9 +237,18 @@ impl Store {
             .collect())
     }
 
-    /// Agent jobs waiting for a runner.
+    /// Agent jobs waiting for a runner, over every shard.
     pub async fn ready_depth(&self) -> Result<u64> {
-        Ok(self.conn().llen(self.keys.ready_list()).await?)
+        Ok(self.ready_depths().await?.iter().sum())
+    }
+
+    /// Agent jobs waiting in each shard of the ready queue.
+    pub async fn ready_depths(&self) -> Result<Vec<u64>> {
+        let mut depths = Vec::new();
+        for shard in 0..self.keys.shard_count() {
+            depths.push(self.conn().llen(self.keys.ready_shard(shard)).await?);
+        }
+        Ok(depths)
     }
 }
 

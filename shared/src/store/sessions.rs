@@ -7,6 +7,7 @@ use super::{Result, Store, StoreError};
 use crate::event::EventEnvelope;
 use crate::ids::SessionId;
 use crate::model::{SessionStatus, SessionSummary};
+use crate::transitions::{UnindexOutcome, UnindexSessions};
 
 /// One event as recorded in a session's stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -317,9 +318,12 @@ impl Store {
             .filter(|(_, e)| !e)
             .map(|(id, _)| id.to_string())
             .collect();
-        if !gone.is_empty() {
-            let _: i64 = self.conn().zrem(self.keys.sessions_index(), &gone).await?;
+        if gone.is_empty() {
+            return Ok((0, looked));
         }
-        Ok((gone.len(), looked))
+        // Not a plain ZREM: an entry still in the decomposing set may belong to a session
+        // about to be written (`Store::open_session`).
+        let UnindexOutcome::Dropped { count } = self.run(&UnindexSessions { ids: gone }).await?;
+        Ok((count as usize, looked))
     }
 }

@@ -25,6 +25,19 @@ pub enum RedisTarget {
     Single(String),
     /// The primary named `master` by the Sentinels at `sentinels`.
     Sentinel(SentinelTarget),
+    /// A Redis Cluster found through its seed nodes (`REDIS_CLUSTER_NODES`).
+    Cluster(ClusterTarget),
+}
+
+/// A Redis Cluster: the nodes asked for the slot map (any live one will do; the client learns
+/// the others from it). AUTH and TLS come from the URLs (`rediss://` for TLS), or the password
+/// from `REDIS_PASSWORD`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterTarget {
+    /// The seed URLs, as given.
+    pub seeds: Vec<String>,
+    /// Overrides the URLs' password when set.
+    pub password: Option<String>,
 }
 
 /// TLS on a connection: `rediss://` (the server's certificate verified against the system CA
@@ -117,9 +130,50 @@ impl RedisTarget {
         }))
     }
 
+    /// A cluster from `REDIS_CLUSTER_NODES` (comma-separated `redis://` / `rediss://` URLs, or
+    /// bare `host:port`s); `password`, when set, overrides the URLs'.
+    pub fn cluster(nodes: &str, password: Option<&str>) -> std::result::Result<Self, String> {
+        let seeds: Vec<String> = nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                if s.contains("://") {
+                    s.to_owned()
+                } else {
+                    format!("redis://{s}")
+                }
+            })
+            .collect();
+        if seeds.is_empty() {
+            return Err("REDIS_CLUSTER_NODES names no node".into());
+        }
+        for seed in &seeds {
+            if let Err(e) = seed.as_str().into_connection_info() {
+                let redacted = crate::telemetry::redact_url(seed);
+                return Err(format!(
+                    "invalid REDIS_CLUSTER_NODES entry {redacted}: {}",
+                    e.category()
+                ));
+            }
+        }
+        Ok(Self::Cluster(ClusterTarget {
+            seeds,
+            password: password.filter(|p| !p.is_empty()).map(str::to_owned),
+        }))
+    }
+
     /// For logs: never a password.
     pub fn describe(&self) -> String {
         match self {
+            Self::Cluster(c) => {
+                let list: Vec<String> = c
+                    .seeds
+                    .iter()
+                    .map(|s| crate::telemetry::redact_url(s))
+                    .collect();
+                format!("cluster via {}", list.join(","))
+            }
             Self::Single(url) => crate::telemetry::redact_url(url),
             Self::Sentinel(s) => {
                 let list: Vec<String> = s
@@ -172,6 +226,9 @@ fn parse_sentinels(list: &str) -> std::result::Result<(Vec<(String, u16)>, Tls),
 pub(crate) enum Target {
     Single(redis::Client),
     Sentinel(Mutex<SentinelClient>),
+    /// The seeds, and a plain client per seed (classic pub/sub: any node relays every
+    /// `PUBLISH`, so the first that answers serves a subscriber).
+    Cluster(ClusterTarget, Vec<redis::Client>),
 }
 
 impl Target {
@@ -179,7 +236,45 @@ impl Target {
         Ok(match target {
             RedisTarget::Single(url) => Self::Single(redis::Client::open(url.as_str())?),
             RedisTarget::Sentinel(s) => Self::Sentinel(Mutex::new(sentinel_client(s)?)),
+            RedisTarget::Cluster(c) => {
+                let clients = c
+                    .seeds
+                    .iter()
+                    .map(|seed| {
+                        let mut info = seed.as_str().into_connection_info()?;
+                        if let Some(p) = &c.password {
+                            let redis = info.redis_settings().clone().set_password(p);
+                            info = info.set_redis_settings(redis);
+                        }
+                        redis::Client::open(info)
+                    })
+                    .collect::<redis::RedisResult<Vec<_>>>()?;
+                Self::Cluster(c.clone(), clients)
+            }
         })
+    }
+
+    /// A cluster client whose every request may take `response_timeout` (`None`: no limit, for
+    /// blocking commands that time out on their own).
+    pub(crate) fn cluster_client(
+        &self,
+        response_timeout: Option<Duration>,
+    ) -> Result<Option<redis::cluster::ClusterClient>> {
+        let Self::Cluster(c, _) = self else {
+            return Ok(None);
+        };
+        let mut b = redis::cluster::ClusterClientBuilder::new(c.seeds.clone())
+            .connection_timeout(RESOLVE_TIMEOUT)
+            .retries(6)
+            .min_retry_wait(100)
+            .max_retry_wait(1000);
+        if let Some(t) = response_timeout {
+            b = b.response_timeout(t);
+        }
+        if let Some(p) = &c.password {
+            b = b.password(p.clone());
+        }
+        Ok(Some(b.build()?))
     }
 
     pub(crate) fn is_sentinel(&self) -> bool {
@@ -190,6 +285,7 @@ impl Target {
     pub(crate) async fn primary(&self) -> Result<redis::Client> {
         match self {
             Self::Single(client) => Ok(client.clone()),
+            Self::Cluster(..) => Err(no_primary("a cluster has no single primary")),
             Self::Sentinel(sentinel) => {
                 let lookup = async { sentinel.lock().await.async_get_client().await };
                 // Whatever the Sentinels say short of a primary (none valid, one that refuses,
@@ -228,12 +324,32 @@ impl Target {
 
     /// A pub/sub connection to the primary (bounded like [`Target::connect`]).
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        if let Self::Cluster(_, clients) = self {
+            return cluster_pubsub(clients).await;
+        }
         let attempt = async { Ok(self.primary().await?.get_async_pubsub().await?) };
         match tokio::time::timeout(RESOLVE_TIMEOUT * 2, attempt).await {
             Ok(pubsub) => pubsub,
             Err(_) => Err(no_primary("connecting to the primary timed out")),
         }
     }
+}
+
+/// Classic pub/sub on a cluster: the first seed that answers (every node relays every
+/// `PUBLISH`); a node that goes away ends the stream and the caller's loop asks again.
+async fn cluster_pubsub(clients: &[redis::Client]) -> Result<redis::aio::PubSub> {
+    let mut last = None;
+    for client in clients {
+        match tokio::time::timeout(RESOLVE_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => return Ok(pubsub),
+            Ok(Err(e)) => last = Some(e.to_string()),
+            Err(_) => last = Some("timed out".into()),
+        }
+    }
+    Err(no_primary(&format!(
+        "no cluster node answered: {}",
+        last.unwrap_or_default()
+    )))
 }
 
 /// Fails unless the node says it is a primary.

@@ -40,8 +40,9 @@ pub use registry::{
     RequeueJob, RequeueOutcome,
 };
 pub use session::{
-    CancelOutcome, CancelSession, CreateOutcome, CreateSession, FailOutcome, FailSession,
-    InitOutcome, InitSession, Snapshot,
+    CancelOutcome, CancelSession, CreateOutcome, CreateSession, EnqueueJobs, EnqueueOutcome,
+    FailOutcome, FailSession, IndexOutcome, IndexSession, InitOutcome, InitSession, MARKER_TTL_MS,
+    Snapshot, UnindexOutcome, UnindexSessions,
 };
 
 /// One Lua transition. The value itself is the call's arguments: it serializes to what the
@@ -206,6 +207,18 @@ struct SessionNames {
     todo_prefix: String,
     agent_prefix: String,
     events_maxlen: u64,
+    /// How events and session messages are published: `PUBLISH` (one Redis, Sentinel), or
+    /// `SPUBLISH` on a Cluster (sharded pub/sub: only the node owning the session's slot and
+    /// its replicas carry the message, not every node).
+    publish: &'static str,
+}
+
+/// How a transition's script is called beyond its own keys and arguments: the store's settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Calling {
+    pub events_maxlen: u64,
+    /// On a Cluster: publish with `SPUBLISH`.
+    pub sharded: bool,
 }
 
 /// ARGV\[1\]: the whole call but its keys' values.
@@ -222,9 +235,9 @@ struct Call<A> {
 pub(crate) fn invocation<T: Transition>(
     t: &T,
     keys: &Keys,
-    events_maxlen: u64,
+    calling: Calling,
 ) -> serde_json::Result<ScriptInvocation<'static>> {
-    let (keys, arg) = call_parts(t, keys, events_maxlen)?;
+    let (keys, arg) = call_parts(t, keys, calling)?;
     let mut inv = t.lua().script.prepare_invoke();
     for key in keys {
         inv.key(key);
@@ -237,9 +250,9 @@ pub(crate) fn invocation<T: Transition>(
 pub(crate) fn evalsha<T: Transition>(
     t: &T,
     keys: &Keys,
-    events_maxlen: u64,
+    calling: Calling,
 ) -> serde_json::Result<redis::Cmd> {
-    let (keys, arg) = call_parts(t, keys, events_maxlen)?;
+    let (keys, arg) = call_parts(t, keys, calling)?;
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(t.lua().hash()).arg(keys.len()).arg(keys).arg(arg);
     Ok(cmd)
@@ -249,7 +262,7 @@ pub(crate) fn evalsha<T: Transition>(
 fn call_parts<T: Transition>(
     t: &T,
     keys: &Keys,
-    events_maxlen: u64,
+    calling: Calling,
 ) -> serde_json::Result<(Vec<String>, String)> {
     let mut index = BTreeMap::new();
     let mut all = Vec::new();
@@ -262,7 +275,12 @@ fn call_parts<T: Transition>(
         SessionNames {
             todo_prefix: k.todo_prefix(),
             agent_prefix: k.agent_prefix(),
-            events_maxlen,
+            events_maxlen: calling.events_maxlen,
+            publish: if calling.sharded {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            },
         }
     });
     let call = Call {
@@ -320,98 +338,270 @@ pub(crate) use json_reply;
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
+    use crate::event::Event;
     use crate::ids::{AgentId, AgentJob, RunnerId};
+    use crate::keys::slot;
     use crate::model::{SessionStatus, Todo};
     use crate::store::RunnerInfo;
 
-    /// The hash tags of everything `t` touches: keys and channels.
-    fn tags<T: Transition>(t: &T, keys: &Keys) -> BTreeSet<String> {
-        all_keys(t, keys)
-            .into_iter()
-            .chain(all_channels(t, keys))
-            .map(|(name, key)| {
-                let tag = key
-                    .split_once('{')
-                    .and_then(|(_, rest)| rest.split_once('}'));
-                let (tag, _) = tag.unwrap_or_else(|| panic!("{name} {key:?} has no hash tag"));
-                tag.to_owned()
-            })
-            .collect()
+    /// Channels a script sends a classic `PUBLISH` on: a Cluster relays those to every node
+    /// whatever their slot, so they need not share the script's slot (`SPUBLISH` ones would).
+    const BROADCAST: &[&str] = &["control"];
+
+    /// The Cluster slot of every key `t` is called with and every channel it publishes on
+    /// in its slot; panics naming them when they span two slots.
+    fn one_slot<T: Transition>(t: &T, keys: &Keys) -> u16 {
+        let mut slots: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        let named = all_keys(t, keys).into_iter().chain(
+            all_channels(t, keys)
+                .into_iter()
+                .filter(|(name, _)| !BROADCAST.contains(name)),
+        );
+        for (name, key) in named {
+            slots
+                .entry(slot(&key))
+                .or_default()
+                .push(format!("{name}={key}"));
+        }
+        assert_eq!(slots.len(), 1, "{} spans slots: {slots:?}", t.lua().file());
+        *slots.keys().next().unwrap_or(&0)
     }
 
-    /// What docs/redis-schema.md promises: a runner's transitions touch one slot (its
-    /// session's, or the queue's); only the coordinator's four session scripts also touch the
-    /// queue's. A Cluster deployment has to change exactly these.
+    /// What docs/redis-schema.md promises: every transition — the runners', the registry's and
+    /// the coordinator's — touches exactly one Cluster slot (its session's, or the queue's),
+    /// computed with CRC16 as Redis Cluster does.
     #[test]
-    fn each_transition_touches_one_slot_but_the_documented_four() {
+    fn every_transition_touches_one_slot() {
         let keys = Keys::new("q").unwrap();
         let job = AgentJob {
             session_id: SessionId::new(),
             agent_id: AgentId::new(),
         };
+        let id = job.session_id;
+        let session = slot(&keys.session(id).session_hash());
+        let queue = slot(&keys.ready_list());
+        for (file, got) in session_transitions(&keys, job) {
+            assert_eq!(got, session, "{file}");
+        }
+        for (file, got) in queue_transitions(&keys, id) {
+            assert_eq!(got, queue, "{file}");
+        }
+        // Sharded: the queue's transitions of a session's jobs touch that session's shard.
+        let sharded = Keys::new("q").unwrap().sharded(3);
+        let shard = slot(&sharded.ready_shard(sharded.shard_of(id)));
+        let requeue = RequeueJob {
+            runner: &RunnerId::generate("h"),
+            job: &job.to_string(),
+        };
+        assert_eq!(one_slot(&requeue, &sharded), shard);
+        let enqueue = EnqueueJobs {
+            session_id: id,
+            jobs: vec![job.to_string()],
+            marker_ttl_ms: 1,
+        };
+        assert_eq!(one_slot(&enqueue, &sharded), shard);
+        let forget = ForgetRunner {
+            runner: &RunnerId::generate("h"),
+        };
+        assert_eq!(one_slot(&forget, &sharded), slot(&sharded.runners_zset()));
+    }
+
+    fn session_transitions(keys: &Keys, job: AgentJob) -> Vec<(&'static str, u16)> {
         let (id, runner) = (job.session_id, RunnerId::generate("h"));
         let token = LeaseToken("1".into());
-        let session: BTreeSet<String> = [id.to_string()].into();
-        let both: BTreeSet<String> = [id.to_string(), "q".to_owned()].into();
-        let queue: BTreeSet<String> = ["q".to_owned()].into();
         let todos = [Todo::new("t".into())];
-        let start = StartAgent {
-            job,
-            runner: &runner,
-            max_attempts: 1,
-        };
-        assert_eq!(tags(&start, &keys), session);
-        let assign = AssignNext {
-            job,
-            token: &token,
-            max_attempts: 1,
-        };
-        assert_eq!(tags(&assign, &keys), session);
-        let release = ReleaseAgent {
-            job,
-            holder: Holder::Runner(&runner),
-            count_attempt: true,
-            reason: "r",
-        };
-        assert_eq!(tags(&release, &keys), session);
-        let init = InitSession {
-            id,
-            prompt: "p",
-            agent_count: 1,
-            created_at: 0,
-            deadline: 0,
-            retention: Duration::ZERO,
-        };
-        assert_eq!(tags(&init, &keys), both);
-        let create = CreateSession {
-            id,
-            todos: &todos,
-            agents: &[],
-        };
-        assert_eq!(tags(&create, &keys), both);
-        let fail = FailSession {
-            id,
-            error: "e",
-            only_if: SessionStatus::Decomposing,
-        };
-        assert_eq!(tags(&fail, &keys), both);
-        assert_eq!(tags(&CancelSession { id }, &keys), both);
+        let agents = [job.agent_id];
+        let events: [Event; 0] = [];
+        let k = keys;
+        vec![
+            (
+                "init",
+                one_slot(
+                    &InitSession {
+                        id,
+                        prompt: "p",
+                        agent_count: 1,
+                        created_at: 0,
+                        deadline: 0,
+                        retention: Duration::ZERO,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "create",
+                one_slot(
+                    &CreateSession {
+                        id,
+                        todos: &todos,
+                        agents: &agents,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "fail",
+                one_slot(
+                    &FailSession {
+                        id,
+                        error: "e",
+                        only_if: SessionStatus::Decomposing,
+                    },
+                    k,
+                ),
+            ),
+            ("cancel", one_slot(&CancelSession { id }, k)),
+            ("snapshot", one_slot(&Snapshot { id }, k)),
+            (
+                "start",
+                one_slot(
+                    &StartAgent {
+                        job,
+                        runner: &runner,
+                        max_attempts: 1,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "assign",
+                one_slot(
+                    &AssignNext {
+                        job,
+                        token: &token,
+                        max_attempts: 1,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "complete",
+                one_slot(
+                    &CompleteTodo {
+                        job,
+                        token: &token,
+                        todo_id: todos[0].id,
+                        result: Some("r"),
+                        then: AfterCompletion::Stop,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "fail_attempt",
+                one_slot(
+                    &FailAttempt {
+                        job,
+                        token: &token,
+                        todo_id: todos[0].id,
+                        error: "e",
+                        max_attempts: 1,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "release",
+                one_slot(
+                    &ReleaseAgent {
+                        job,
+                        holder: Holder::Runner(&runner),
+                        count_attempt: true,
+                        reason: "r",
+                    },
+                    k,
+                ),
+            ),
+            (
+                "emit",
+                one_slot(
+                    &EmitEvents {
+                        job,
+                        token: &token,
+                        batch: 1,
+                        events: &events,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "stream_ready",
+                one_slot(
+                    &StreamReady {
+                        job,
+                        token: &token,
+                        sandbox_id: "s",
+                        stream_url: "u",
+                    },
+                    k,
+                ),
+            ),
+        ]
+    }
+
+    fn queue_transitions(keys: &Keys, id: SessionId) -> Vec<(&'static str, u16)> {
+        let runner = RunnerId::generate("h");
         let info = RunnerInfo::default();
-        let beat = Heartbeat {
-            runner: &runner,
-            lease: Duration::from_secs(1),
-            info: &info,
-        };
-        assert_eq!(tags(&beat, &keys), queue);
-        let requeue = RequeueJob {
-            runner: &runner,
-            job: "j",
-        };
-        assert_eq!(tags(&requeue, &keys), queue);
-        assert_eq!(tags(&ForgetRunner { runner: &runner }, &keys), queue);
+        let k = keys;
+        vec![
+            (
+                "index",
+                one_slot(
+                    &IndexSession {
+                        session_id: id,
+                        created_at: 0,
+                        deadline: 0,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "enqueue",
+                one_slot(
+                    &EnqueueJobs {
+                        session_id: id,
+                        jobs: vec![],
+                        marker_ttl_ms: 1,
+                    },
+                    k,
+                ),
+            ),
+            (
+                "unindex",
+                one_slot(
+                    &UnindexSessions {
+                        ids: vec![id.to_string()],
+                    },
+                    k,
+                ),
+            ),
+            (
+                "heartbeat",
+                one_slot(
+                    &Heartbeat {
+                        runner: &runner,
+                        lease: Duration::from_secs(1),
+                        info: &info,
+                    },
+                    k,
+                ),
+            ),
+            ("dead_runners", one_slot(&DeadRunners { limit: 1 }, k)),
+            (
+                "requeue",
+                one_slot(
+                    &RequeueJob {
+                        runner: &runner,
+                        job: "j",
+                    },
+                    k,
+                ),
+            ),
+            ("forget", one_slot(&ForgetRunner { runner: &runner }, k)),
+        ]
     }
 }

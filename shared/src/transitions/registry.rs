@@ -75,7 +75,7 @@ transition!(DeadRunners => DeadRunnerIds, global "dead_runners.lua";
 );
 
 /// `requeue_job.lua`: moves one job from `runner`'s claimed list back to the ready list, at
-/// the end that is claimed next.
+/// the end that is claimed next — both of the job's queue shard.
 #[derive(Serialize)]
 pub struct RequeueJob<'a> {
     #[serde(skip)]
@@ -91,12 +91,16 @@ reply! {
 
 transition!(RequeueJob<'_> => RequeueOutcome, global "requeue_job.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("claimed", keys.runner_claimed_list(self.runner)), ("ready", keys.ready_list())]
+        let shard = keys.shard_of_job(self.job);
+        let claimed = keys.claimed_shard(self.runner, shard);
+        vec![("claimed", claimed), ("ready", keys.ready_shard(shard))]
     }
 );
 
 /// `forget_runner.lua`: removes a reaped runner whose claimed list is empty, unless it came
-/// back meanwhile.
+/// back meanwhile. With several queue shards the claimed lists live in their shards' slots, so
+/// [`Store::forget_runner`](crate::Store::forget_runner) checks them first and the script only
+/// the lease.
 #[derive(Serialize)]
 pub struct ForgetRunner<'a> {
     #[serde(rename = "runnerId")]
@@ -111,7 +115,10 @@ reply! {
 transition!(ForgetRunner<'_> => ForgetOutcome, global "forget_runner.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         let runner = self.runner;
-        let (claimed, info) = (keys.runner_claimed_list(runner), keys.runner_info_hash(runner));
-        vec![("runners", keys.runners_zset()), ("claimed", claimed), ("info", info)]
+        let mut all = vec![("runners", keys.runners_zset()), ("info", keys.runner_info_hash(runner))];
+        if keys.shard_count() == 1 {
+            all.push(("claimed", keys.runner_claimed_list(runner)));
+        }
+        all
     }
 );

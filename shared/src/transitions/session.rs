@@ -11,7 +11,35 @@ use crate::ids::{AgentId, AgentJob, SessionId, TodoId};
 use crate::keys::Keys;
 use crate::model::{Session, SessionStatus, Todo};
 
-/// `init_session.lua`: records a new session as `decomposing`, before the planner is asked.
+/// How long the tombstone of an abandoned id and the "jobs enqueued" marker live: far longer
+/// than any coordinator stall they guard against (ms).
+pub const MARKER_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// `index_session.lua`: step 1 of recording a session — the sessions index and the
+/// decomposing set (global slot), before the session exists. Run by
+/// [`Store::open_session`](crate::Store::open_session).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexSession {
+    pub session_id: SessionId,
+    /// Milliseconds since the epoch.
+    pub created_at: u64,
+    /// When a live coordinator fails the session if it is still decomposing (ms).
+    pub deadline: u64,
+}
+
+reply! {
+    pub enum IndexOutcome { Indexed }
+}
+
+transition!(IndexSession => IndexOutcome, global "index_session.lua";
+    fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
+        vec![("sessions", keys.sessions_index()), ("decomposing", keys.decomposing_zset())]
+    }
+);
+
+/// `init_session.lua`: step 2 — records a new session as `decomposing` (its slot only), before
+/// the planner is asked. [`Store::open_session`](crate::Store::open_session) runs both steps.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitSession<'a> {
@@ -21,7 +49,9 @@ pub struct InitSession<'a> {
     pub agent_count: u32,
     /// Milliseconds since the epoch.
     pub created_at: u64,
-    /// When a live coordinator fails the session if it is still decomposing (ms).
+    /// When a live coordinator fails the session if it is still decomposing (ms): written by
+    /// step 1 ([`IndexSession`]).
+    #[serde(skip)]
     pub deadline: u64,
     /// How long the session's keys live once it has finished (zero: forever).
     #[serde(rename = "retentionMs", serialize_with = "millis")]
@@ -29,18 +59,22 @@ pub struct InitSession<'a> {
 }
 
 reply! {
-    /// `Created`, or `IdTaken`: a session with this id exists and nothing was written.
-    pub enum InitOutcome { Created, IdTaken }
+    /// `Created`; `IdTaken`: a session with this id exists and nothing was written; or
+    /// `Abandoned`: the watchdog gave up on this id (its coordinator stalled past the deadline
+    /// between the steps) and nothing was written.
+    pub enum InitOutcome { Created, IdTaken, Abandoned }
 }
 
 transition!(InitSession<'_> => InitOutcome, session "init_session.lua" in id;
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("sessions", keys.sessions_index()), ("decomposing", keys.decomposing_zset())]
+        vec![("gone", keys.session(self.id).gone_marker())]
     }
 );
 
-/// `create_session.lua`: the decomposition written in one step — TODOs, agents, their jobs on
-/// the ready list and the task:created events — if the session is still `decomposing`.
+/// `create_session.lua`: the decomposition written in one step — TODOs, agents and the
+/// task:created events — if the session is still `decomposing`. Its agent jobs go onto the
+/// queue next ([`EnqueueJobs`]); [`Store::start_session`](crate::Store::start_session) runs
+/// both steps.
 pub struct CreateSession<'a> {
     pub id: SessionId,
     pub todos: &'a [Todo],
@@ -61,7 +95,7 @@ reply! {
 #[derive(Serialize)]
 struct CreateArgs<'a> {
     todos: Vec<NewTodo<'a>>,
-    agents: Vec<NewAgent>,
+    agents: &'a [AgentId],
 }
 
 #[derive(Serialize)]
@@ -72,16 +106,61 @@ struct NewTodo<'a> {
     created_event: String,
 }
 
-#[derive(Serialize)]
-struct NewAgent {
-    id: AgentId,
-    /// Its entry in the ready list.
-    job: String,
+transition!(CreateSession<'_> => CreateOutcome, session "create_session.lua" in id);
+
+impl CreateSession<'_> {
+    /// Its agents' entries in the ready list.
+    pub fn jobs(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .map(|&agent_id| {
+                AgentJob {
+                    session_id: self.id,
+                    agent_id,
+                }
+                .to_string()
+            })
+            .collect()
+    }
 }
 
-transition!(CreateSession<'_> => CreateOutcome, session "create_session.lua" in id;
+/// `enqueue_jobs.lua`: a running session's agent jobs onto the ready queue, once however often
+/// it is called (the coordinator, then maybe the watchdog). Queue slot only.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnqueueJobs {
+    #[serde(skip)]
+    pub session_id: SessionId,
+    pub jobs: Vec<String>,
+    pub marker_ttl_ms: u64,
+}
+
+reply! {
+    /// `Enqueued`, or `Already`: an earlier call pushed them and nothing changed.
+    pub enum EnqueueOutcome { Enqueued, Already }
+}
+
+transition!(EnqueueJobs => EnqueueOutcome, global "enqueue_jobs.lua";
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("ready", keys.ready_list()), ("decomposing", keys.decomposing_zset())]
+        let ready = keys.ready_shard(keys.shard_of(self.session_id));
+        vec![("ready", ready), ("enqueued", keys.enqueued_marker(self.session_id))]
+    }
+);
+
+/// `unindex_sessions.lua`: drops index entries of sessions found without keys, unless still in
+/// the decomposing set. Global slot only.
+#[derive(Serialize)]
+pub struct UnindexSessions {
+    pub ids: Vec<String>,
+}
+
+reply! {
+    pub enum UnindexOutcome { Dropped { count: u64 } }
+}
+
+transition!(UnindexSessions => UnindexOutcome, global "unindex_sessions.lua";
+    fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
+        vec![("sessions", keys.sessions_index()), ("decomposing", keys.decomposing_zset())]
     }
 );
 
@@ -92,41 +171,56 @@ impl Serialize for CreateSession<'_> {
             description: &todo.description,
             created_event: Event::TaskCreated(todo.clone()).payload_json(),
         });
-        let agents = self.agents.iter().map(|&agent_id| NewAgent {
-            id: agent_id,
-            job: AgentJob {
-                session_id: self.id,
-                agent_id,
-            }
-            .to_string(),
-        });
         let args = CreateArgs {
             todos: todos.collect(),
-            agents: agents.collect(),
+            agents: self.agents,
         };
         args.serialize(s)
     }
 }
 
-/// `fail_session.lua`: fails a session that cannot run, if it still has status `only_if`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// `fail_session.lua`: fails a session that cannot run, if it still has status `only_if` (its
+/// slot only; [`Store::fail_session`](crate::Store::fail_session) then drops its decomposing
+/// entry).
 pub struct FailSession<'a> {
-    #[serde(skip)]
     pub id: SessionId,
     pub error: &'a str,
     pub only_if: SessionStatus,
 }
 
 reply! {
-    /// `Failed`: this call failed the session (session:complete emitted); or `Unchanged`: it was
-    /// not in the required status.
-    pub enum FailOutcome { Failed, Unchanged }
+    /// `Failed`: this call failed the session (session:complete emitted); `Unchanged`: it was
+    /// not in the required status; `Missing`: there is no session, and a tombstone now keeps
+    /// one from being written under this id.
+    pub enum FailOutcome {
+        Failed,
+        Unchanged { status: SessionStatus },
+        Missing,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailArgs<'a> {
+    error: &'a str,
+    only_if: SessionStatus,
+    gone_ttl_ms: u64,
+}
+
+impl Serialize for FailSession<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FailArgs {
+            error: self.error,
+            only_if: self.only_if,
+            gone_ttl_ms: MARKER_TTL_MS,
+        }
+        .serialize(s)
+    }
 }
 
 transition!(FailSession<'_> => FailOutcome, session "fail_session.lua" in id;
     fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("decomposing", keys.decomposing_zset())]
+        vec![("gone", keys.session(self.id).gone_marker())]
     }
 );
 
@@ -155,11 +249,9 @@ struct CancelArgs {
 }
 
 transition!(CancelSession => CancelOutcome, session "cancel_session.lua" in id;
-    fn keys(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("decomposing", keys.decomposing_zset())]
-    }
     fn channels(&self, keys: &Keys) -> Vec<(&'static str, String)> {
-        vec![("control", keys.control_channel())]
+        let session = keys.session(self.id).control_channel();
+        vec![("control", keys.control_channel()), ("sessionControl", session)]
     }
 );
 
