@@ -196,7 +196,10 @@ impl SessionService {
             retention: self.limits.retention,
         };
         match self.store.open_session(&init).await? {
-            InitOutcome::Created => Ok(()),
+            InitOutcome::Created => {
+                swarmq_shared::failpoint::pause("opened").await;
+                Ok(())
+            }
             InitOutcome::IdTaken => Err(CreateError::IdTaken(id)),
             InitOutcome::Abandoned => Err(CreateError::Abandoned(id)),
         }

@@ -25,6 +25,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod event;
+pub mod failpoint;
 pub mod ids;
 pub mod keys;
 pub mod metrics;

@@ -29,6 +29,7 @@ impl Store {
             deadline: init.deadline,
         };
         self.run(&index).await?;
+        crate::failpoint::pause("indexed").await;
         let outcome = self.run(init).await?;
         if outcome == InitOutcome::Abandoned {
             self.forget_session_entries(init.id).await?;
@@ -41,6 +42,7 @@ impl Store {
     /// first step, the session waits, `running`, until the watchdog enqueues its jobs.
     pub async fn start_session(&self, create: &CreateSession<'_>) -> Result<CreateOutcome> {
         let outcome = self.run(create).await?;
+        crate::failpoint::pause("created").await;
         if outcome == CreateOutcome::Created {
             self.enqueue_session(create.id, create.jobs()).await?;
         }
@@ -67,6 +69,7 @@ impl Store {
     /// entry (global slot).
     pub async fn cancel_session(&self, id: SessionId) -> Result<CancelOutcome> {
         let outcome = self.run(&CancelSession { id }).await?;
+        crate::failpoint::pause("cancelled").await;
         if outcome != CancelOutcome::NotFound {
             self.forget_decomposition(id).await?;
         }
@@ -115,6 +118,7 @@ impl Store {
             marker_ttl_ms: MARKER_TTL_MS,
         };
         self.run(&enqueue).await?;
+        crate::failpoint::pause("enqueued").await;
         self.forget_decomposition(id).await
     }
 
