@@ -71,6 +71,7 @@ const ZERO_COUNTERS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("swarmq_socket_joins_refused_total", &[]),
+    ("swarmq_relay_audit_repairs_total", &[]),
     ("swarmq_redis_errors_total", &[]),
     ("swarmq_reaped_runners_total", &[]),
     ("swarmq_reaped_jobs_total", &[]),
@@ -147,6 +148,10 @@ fn describe() {
     describe_counter!(
         "swarmq_socket_evictions_total",
         "Socket.IO clients evicted for not keeping up, by reason"
+    );
+    describe_counter!(
+        "swarmq_relay_audit_repairs_total",
+        "Times a quiet room found events in the stream no live message had announced"
     );
     describe_counter!(
         "swarmq_socket_joins_refused_total",

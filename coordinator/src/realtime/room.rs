@@ -26,6 +26,10 @@ use super::relay::{self, RelayRef};
 const RING: usize = 512;
 /// Events read from the stream per call when filling a gap.
 const GAP_BATCH: usize = 500;
+/// How often a room that heard nothing checks the stream for events it was not told about (a
+/// live message lost without a reconnection to say so: a sharded subscription that did not
+/// follow its slot, say). One `HGET` per quiet room per period.
+const AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) enum RoomCmd {
     /// A message from the session's live channel (a recorded event's envelope).
@@ -80,6 +84,10 @@ pub(super) struct Room {
     /// Durability on: live messages only say that events exist; they are read from the stream
     /// once enough replicas hold them.
     replicated_only: bool,
+    /// A live message arrived since the last audit (see [`AUDIT_EVERY`]).
+    heard: bool,
+    /// `session:complete` was relayed: nothing more will come.
+    finished: bool,
 }
 
 impl Room {
@@ -101,6 +109,8 @@ impl Room {
             repair_retry: None,
             repair_at: None,
             replicated_only,
+            heard: false,
+            finished: false,
         };
         tokio::spawn(room.run(rx));
         tx
@@ -110,17 +120,27 @@ impl Room {
         if !self.start().await {
             return;
         }
+        let mut audit = tokio::time::interval(AUDIT_EVERY);
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        audit.tick().await;
         loop {
             let repair_at = self.repair_at;
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
+                _ = audit.tick(), if !self.finished => {
+                    self.audit().await;
+                    continue;
+                }
                 _ = tokio::time::sleep_until(repair_at.unwrap_or_else(tokio::time::Instant::now)), if repair_at.is_some() => {
                     self.fill_gap(u64::MAX).await;
                     continue;
                 }
             };
             match cmd {
-                Some(RoomCmd::Event(raw)) => self.on_live(&raw).await,
+                Some(RoomCmd::Event(raw)) => {
+                    self.heard = true;
+                    self.on_live(&raw).await
+                }
                 Some(RoomCmd::Join {
                     member,
                     since,
@@ -208,6 +228,30 @@ impl Room {
         }
     }
 
+    /// A quiet period: if the stream holds events the room was never told about, relays them.
+    async fn audit(&mut self) {
+        if std::mem::take(&mut self.heard) || self.repair_at.is_some() {
+            return;
+        }
+        let Some(relay) = relay::upgrade(&self.relay) else {
+            return;
+        };
+        let recorded = relay.inner().store.last_seq(self.session).await;
+        drop(relay);
+        if let Ok(Some(seq)) = recorded
+            && seq > self.last
+        {
+            tracing::warn!(
+                session_id = %self.session,
+                from = self.last,
+                to = seq,
+                "relay: events recorded without a live message; relaying them from the stream"
+            );
+            metrics::counter!("swarmq_relay_audit_repairs_total").increment(1);
+            self.fill_gap(seq).await;
+        }
+    }
+
     /// Relays recorded events after `self.last` up to `upto` from the stream. On a Redis error
     /// the repair is retried later (see `repair_retry`); nothing after the gap is relayed first.
     async fn fill_gap(&mut self, upto: u64) {
@@ -266,6 +310,7 @@ impl Room {
 
     /// Encodes the event once and offers it to every member; evicts those that cannot keep up.
     fn deliver(&mut self, seq: u64, event: &str, data: &str) {
+        self.finished |= event == "session:complete";
         let frame = protocol::event(event, data);
         metrics::counter!("swarmq_events_relayed_total").increment(1);
         metrics::counter!("swarmq_events_delivered_total").increment(self.members.len() as u64);

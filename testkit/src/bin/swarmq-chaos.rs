@@ -675,6 +675,18 @@ async fn run_once(
                 eprintln!("{name}: runner's last warnings: {line}");
             }
         }
+        if let Some(cluster) = env.cluster.as_ref() {
+            // Which node owns what, and who replicates whom, when sessions got stuck.
+            for node in &cluster.nodes {
+                let port = node.port();
+                let role = cluster.cli(port, &["ROLE"]).unwrap_or_else(|| "down".into());
+                eprintln!("{name}: node {port} ROLE {}", role.replace('\n', " "));
+            }
+            if let Some(node) = cluster.nodes.first() {
+                let nodes = cluster.cli(node.port(), &["CLUSTER", "NODES"]).unwrap_or_default();
+                eprintln!("{name}: CLUSTER NODES\n{nodes}");
+            }
+        }
     }
     let url = env.primary_url();
     for id in &ids {
@@ -825,7 +837,22 @@ async fn cluster_primary_kill(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    down.elapsed()
+    let recovered = down.elapsed();
+    // A creation can succeed before the failover finished (its session's slot on another
+    // shard): the dead node still comes back, or with `WAIT 1` its shard, left without a
+    // replica, would refuse every write from then on.
+    if !restarted {
+        let promoted = |c: &RedisCluster| {
+            c.primaries()
+                .iter()
+                .any(|n| n.port != old && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+        };
+        while !promoted(cluster) && down.elapsed() < Duration::from_secs(90) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cluster.restart(old).await;
+    }
+    recovered
 }
 
 /// cluster-reshard: while sessions run, moves the slot of the first watched session and the
