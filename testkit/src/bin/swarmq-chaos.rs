@@ -679,11 +679,15 @@ async fn run_once(
             // Which node owns what, and who replicates whom, when sessions got stuck.
             for node in &cluster.nodes {
                 let port = node.port();
-                let role = cluster.cli(port, &["ROLE"]).unwrap_or_else(|| "down".into());
+                let role = cluster
+                    .cli(port, &["ROLE"])
+                    .unwrap_or_else(|| "down".into());
                 eprintln!("{name}: node {port} ROLE {}", role.replace('\n', " "));
             }
             if let Some(node) = cluster.nodes.first() {
-                let nodes = cluster.cli(node.port(), &["CLUSTER", "NODES"]).unwrap_or_default();
+                let nodes = cluster
+                    .cli(node.port(), &["CLUSTER", "NODES"])
+                    .unwrap_or_default();
                 eprintln!("{name}: CLUSTER NODES\n{nodes}");
             }
         }
