@@ -184,6 +184,24 @@ impl Backend {
         }
     }
 
+    /// Per primary (in [`Counts`]' port order): the TODOs of the sessions whose slot it serves.
+    fn todos_per_primary(&self, sessions: &[(String, usize)]) -> Vec<usize> {
+        let Some(cluster) = &self.cluster else {
+            return vec![sessions.iter().map(|(_, n)| n).sum()];
+        };
+        let mut primaries = cluster.primaries();
+        primaries.sort_by_key(|n| n.port);
+        let mut todos = vec![0; primaries.len()];
+        for (id, n) in sessions {
+            let slot = swarmq_shared::keys::slot(&format!("swarmq:{{{id}}}:session"));
+            let owner = primaries
+                .iter()
+                .position(|p| p.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)));
+            todos[owner.unwrap_or(0)] += n;
+        }
+        todos
+    }
+
     fn counts(&self) -> Counts {
         let primaries = self.primaries();
         primaries
@@ -271,23 +289,48 @@ where
 }
 
 /// The commands each primary executed between two [`Backend::counts`], the bench's own
-/// (`HSTRLEN` polling, `INFO`) left out; and the same summed by command name.
-fn count_delta(before: &Counts, after: &Counts) -> (Vec<u64>, BTreeMap<String, u64>) {
-    let mut by_command = BTreeMap::new();
+/// (`HSTRLEN` polling, `INFO`) left out: per primary by command name.
+fn primary_deltas(before: &Counts, after: &Counts) -> Vec<BTreeMap<String, u64>> {
     let mut per_primary = Vec::new();
     for (port, after) in after {
         let before = before.get(port);
-        let mut total = 0;
+        let mut delta = BTreeMap::new();
         for (name, calls) in after {
             let was = before.and_then(|b| b.get(name)).copied().unwrap_or(0);
             if calls > &was && name != "hstrlen" && name != "info" {
-                total += calls - was;
-                *by_command.entry(name.clone()).or_default() += calls - was;
+                delta.insert(name.clone(), calls - was);
             }
         }
-        per_primary.push(total);
+        per_primary.push(delta);
     }
-    (per_primary, by_command)
+    per_primary
+}
+
+/// [`primary_deltas`] as each primary's total, and summed by command name.
+fn count_delta(before: &Counts, after: &Counts) -> (Vec<u64>, BTreeMap<String, u64>) {
+    let deltas = primary_deltas(before, after);
+    let mut by_command = BTreeMap::new();
+    for delta in &deltas {
+        for (name, calls) in delta {
+            *by_command.entry(name.clone()).or_default() += calls;
+        }
+    }
+    (
+        deltas.iter().map(|d| d.values().sum()).collect(),
+        by_command,
+    )
+}
+
+/// A primary's busiest commands: `name calls, …`.
+fn busiest(delta: &BTreeMap<String, u64>) -> String {
+    let mut top: Vec<(&String, &u64)> = delta.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1));
+    let top: Vec<String> = top
+        .iter()
+        .take(8)
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect();
+    top.join(", ")
 }
 
 fn cores() -> usize {
@@ -487,10 +530,14 @@ struct QueueRun {
     commands_per_todo: f64,
     scripts_per_todo: f64,
     by_command: BTreeMap<String, u64>,
-    /// Commands executed by each primary (one for a single Redis) during the run.
+    /// Commands executed by each primary (one for a single Redis) during the run, and the TODOs
+    /// of the sessions each one serves.
     per_primary: Vec<u64>,
+    todos_per_primary: Vec<usize>,
     /// CPU ms per TODO of the primaries together (the one Redis, or the cluster's primaries).
     primary_cpu_per_todo: f64,
+    /// Seconds from the first session's creation to the last one's end.
+    elapsed: f64,
     runner_rss_idle_kb: u64,
     runner_rss_busy_kb: u64,
     coordinator_rss_kb: u64,
@@ -606,7 +653,15 @@ async fn queue_rate_with(
     }
     assert_eq!(done_todos, tasks, "every TODO done");
     let (per_primary, by_command) = count_delta(&before, &after);
+    if CLUSTER.load(Ordering::Relaxed) {
+        for (i, delta) in primary_deltas(&before, &after).iter().enumerate() {
+            eprintln!("W1 primary {i}: {}", busiest(delta));
+        }
+    }
     let primary_cpu_per_todo = cpu_per_todo[3];
+    let sizes = plan.iter().map(|(p, _)| p.split(';').count());
+    let sessions: Vec<(String, usize)> = ids.iter().cloned().zip(sizes).collect();
+    let todos_per_primary = redis.todos_per_primary(&sessions);
     let total: u64 = by_command.values().sum();
     let scripts = by_command.get("evalsha").copied().unwrap_or(0);
     let per_runner: Vec<usize> = fleet
@@ -623,7 +678,9 @@ async fn queue_rate_with(
         scripts_per_todo: scripts as f64 / tasks as f64,
         by_command,
         per_primary,
+        todos_per_primary,
         primary_cpu_per_todo,
+        elapsed,
         runner_rss_idle_kb,
         runner_rss_busy_kb,
         coordinator_rss_kb: rss_kb(coordinator.process.pid()),
@@ -742,6 +799,8 @@ struct RelayCost {
     per_primary: Vec<u64>,
     events: u64,
     primary_cpu_ms: f64,
+    /// How long the primaries' CPU was counted (s).
+    window_secs: f64,
 }
 
 impl RelayCost {
@@ -819,6 +878,7 @@ async fn relay_run(
     .await;
     let api = coordinator.api();
     let (before, primary_cpu) = (redis.counts(), primaries_cpu_ms(&redis));
+    let window = Instant::now();
     let mut ids = Vec::new();
     for _ in 0..sessions {
         ids.push(
@@ -864,6 +924,7 @@ async fn relay_run(
     let mut cost = RelayCost {
         per_primary: count_delta(&before, &redis.counts()).0,
         primary_cpu_ms: primaries_cpu_ms(&redis) - primary_cpu,
+        window_secs: window.elapsed().as_secs_f64(),
         events: 0,
     };
     for id in &ids {
@@ -1227,6 +1288,16 @@ fn spread(per_primary: &[u64]) -> (Vec<f64>, f64) {
     (shares, worst)
 }
 
+/// The primaries' CPU (ms per s, all together) of a fresh Redis (or cluster) with nothing
+/// connected, over 3 s: the fixed cost (cron, and on a cluster its gossip and replication links).
+async fn idle_primaries_cpu() -> f64 {
+    let redis = Backend::start().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = primaries_cpu_ms(&redis);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (primaries_cpu_ms(&redis) - before) / 3.0
+}
+
 /// One topology's figures in the CLUSTER family, one entry per repeat.
 #[derive(Default)]
 struct TopologyRuns {
@@ -1237,6 +1308,11 @@ struct TopologyRuns {
     cpu_per_todo: Vec<f64>,
     worst: Vec<f64>,
     shares: Vec<String>,
+    /// W1: each primary's share of the TODOs (its sessions'), and the largest deviation of a
+    /// primary's commands per TODO it hosts from the mean (%): the spread with the luck of the
+    /// session ids' hashing taken out.
+    todo_shares: Vec<String>,
+    worst_per_todo: Vec<f64>,
     /// W2 10 sessions × 2 clients: print → client ms.
     p50: Vec<f64>,
     p99: Vec<f64>,
@@ -1245,6 +1321,11 @@ struct TopologyRuns {
     flood: Vec<f64>,
     commands_per_event: Vec<f64>,
     cpu_us_per_event: Vec<f64>,
+    /// The primaries' CPU with nothing connected (ms per s, all primaries), measured in a run
+    /// of its own; and the CPU per TODO and per event less that idle cost.
+    idle: Vec<f64>,
+    net_cpu_per_todo: Vec<f64>,
+    net_cpu_us_per_event: Vec<f64>,
     flood_shares: Vec<String>,
 }
 
@@ -1254,13 +1335,28 @@ const CLUSTER_FLOOD: usize = 100_000;
 impl TopologyRuns {
     /// W1, W2 10 × 2 and the flood, once each, on the topology `CLUSTER` says.
     async fn add(&mut self, w1: &str, tasks: usize) -> anyhow::Result<()> {
+        let idle = idle_primaries_cpu().await;
+        self.idle.push(idle);
         let run = queue_rate(w1, tasks, 2).await?;
+        self.net_cpu_per_todo
+            .push(run.primary_cpu_per_todo - idle * run.elapsed / tasks as f64);
         let (shares, worst) = spread(&run.per_primary);
         self.rate.push(run.rate);
         self.commands_per_todo.push(run.commands_per_todo);
         self.cpu_per_todo.push(run.primary_cpu_per_todo);
         self.worst.push(worst);
         self.shares.push(format!("{shares:.0?}"));
+        let todos: Vec<u64> = run.todos_per_primary.iter().map(|n| *n as u64).collect();
+        self.todo_shares.push(format!("{:.0?}", spread(&todos).0));
+        let per_todo: Vec<f64> = run
+            .per_primary
+            .iter()
+            .zip(&todos)
+            .map(|(c, t)| *c as f64 / (*t).max(1) as f64)
+            .collect();
+        let mean = per_todo.iter().sum::<f64>() / per_todo.len().max(1) as f64;
+        let worst_per_todo = per_todo.iter().map(|v| (v - mean).abs() * 100.0 / mean);
+        self.worst_per_todo.push(worst_per_todo.fold(0.0, f64::max));
         let (r, _) = relay_run(10, 2, 0, W2_PACE, &Load::default()).await?;
         anyhow::ensure!(r.stamped == r.expected);
         self.p50.push(r.p50);
@@ -1272,11 +1368,15 @@ impl TopologyRuns {
         let events = r.cost.events.max(1) as f64;
         self.cpu_us_per_event
             .push(r.cost.primary_cpu_ms * 1000.0 / events);
+        let idle_ms = idle * r.cost.window_secs;
+        self.net_cpu_us_per_event
+            .push((r.cost.primary_cpu_ms - idle_ms) * 1000.0 / events);
         self.flood_shares
             .push(format!("{:.0?}", spread(&r.cost.per_primary).0));
         eprintln!(
-            "CLUSTER run (cluster: {}): W1 {:.1} TODOs/s, shares {shares:.1?}, flood commands per primary {:?}",
+            "CLUSTER run (cluster: {}, replica: {}): W1 {:.1} TODOs/s, shares {shares:.1?}, flood commands per primary {:?}",
             CLUSTER.load(Ordering::Relaxed),
+            DURABILITY.load(Ordering::Relaxed),
             run.rate,
             r.cost.per_primary
         );
@@ -1290,16 +1390,22 @@ impl TopologyRuns {
 /// the primaries and the commands per TODO and per event, and the primaries' CPU gives what a
 /// primary's core sustains (the capacity model in docs/operations.md).
 async fn cluster_family(args: &Args, w1: &str) -> anyhow::Result<()> {
-    let mut runs: [TopologyRuns; 2] = Default::default();
+    let mut runs: [TopologyRuns; 3] = Default::default();
     for _ in 0..args.repeat {
-        for (i, on) in [false, true].into_iter().enumerate() {
-            CLUSTER.store(on, Ordering::Relaxed);
+        // One Redis; one Redis with a replica (what each of the cluster's primaries feeds);
+        // the cluster.
+        for (i, (cluster, durability)) in
+            [(false, 0), (false, 1), (true, 0)].into_iter().enumerate()
+        {
+            CLUSTER.store(cluster, Ordering::Relaxed);
+            DURABILITY.store(durability, Ordering::Relaxed);
             let added = runs[i].add(w1, args.tasks).await;
             CLUSTER.store(false, Ordering::Relaxed);
+            DURABILITY.store(0, Ordering::Relaxed);
             added?;
         }
     }
-    let [single, cluster] = &runs;
+    let [single, replicated, cluster] = &runs;
     println!(
         "| CLUSTER W1 TODOs/s: 6-node cluster (3 primaries, 3 queue shards) vs one Redis | {} | one Redis {} | {} | |",
         stat(&cluster.rate),
@@ -1308,10 +1414,15 @@ async fn cluster_family(args: &Args, w1: &str) -> anyhow::Result<()> {
     );
     let within = cluster.worst.iter().filter(|w| **w <= 20.0).count();
     println!(
-        "| CLUSTER W1 commands per primary: largest deviation from an even third (%) | {} | shares per run (%): {} | within ±20 % in {within} of {} runs | ±20 % |",
+        "| CLUSTER W1 commands per primary: largest deviation from an even third (%) | {} | shares per run (%): {}; the primaries' shares of the TODOs (their sessions'): {} | within ±20 % in {within} of {} runs | ±20 % |",
         stat(&cluster.worst),
         cluster.shares.join(", "),
+        cluster.todo_shares.join(", "),
         cluster.worst.len()
+    );
+    println!(
+        "| CLUSTER W1 commands per TODO hosted, per primary: largest deviation from the mean (%) | {} | | | |",
+        stat(&cluster.worst_per_todo)
     );
     println!(
         "| CLUSTER W2 10 × 2 print → client p50 / p99 ms: cluster vs one Redis | {} / {} | one Redis {} / {} | p99 {} | |",
@@ -1328,15 +1439,32 @@ async fn cluster_family(args: &Args, w1: &str) -> anyhow::Result<()> {
         ratio_stat(&cluster.flood, &single.flood),
         cluster.flood_shares.join(", ")
     );
-    for (name, r) in [("one Redis", single), ("cluster", cluster)] {
+    println!(
+        "| CLUSTER one Redis with a replica (no WAIT): W1 TODOs/s; W2 10 × 2 p50 / p99 ms; flood events/s | {} | {} / {} | {} | |",
+        stat(&replicated.rate),
+        stat(&replicated.p50),
+        stat(&replicated.p99),
+        stat(&replicated.flood)
+    );
+    for (name, r) in [
+        ("one Redis", single),
+        ("one Redis with a replica", replicated),
+        ("cluster", cluster),
+    ] {
         println!(
-            "| CLUSTER cost, {name}: commands per TODO (W1) / per event (flood); primaries' CPU ms per TODO / µs per event; so one primary core sustains TODOs/s / events/s | {} / {} | {} / {} | {:.0} / {:.0} | |",
+            "| CLUSTER cost, {name}: commands per TODO (W1) / per event (flood); primaries' CPU ms per TODO / µs per event (idle cost included) | {} / {} | {} / {} | idle: {} ms/s | |",
             stat(&r.commands_per_todo),
             stat(&r.commands_per_event),
             stat(&r.cpu_per_todo),
             stat(&r.cpu_us_per_event),
-            1000.0 / median(&mut r.cpu_per_todo.clone()),
-            1e6 / median(&mut r.cpu_us_per_event.clone())
+            stat(&r.idle)
+        );
+        println!(
+            "| CLUSTER capacity, {name}: primaries' CPU ms per TODO / µs per event less the idle cost; so one primary core sustains TODOs/s / events/s | {} / {} | {:.0} / {:.0} | | |",
+            stat(&r.net_cpu_per_todo),
+            stat(&r.net_cpu_us_per_event),
+            1000.0 / median(&mut r.net_cpu_per_todo.clone()),
+            1e6 / median(&mut r.net_cpu_us_per_event.clone())
         );
     }
     Ok(())
