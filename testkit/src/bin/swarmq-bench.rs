@@ -1313,6 +1313,10 @@ struct TopologyRuns {
     /// session ids' hashing taken out.
     todo_shares: Vec<String>,
     worst_per_todo: Vec<f64>,
+    /// W1: commands per second each primary executed, per run; and (last run) commands per
+    /// TODO by command name.
+    rates_per_primary: Vec<String>,
+    by_command: String,
     /// W2 10 sessions × 2 clients: print → client ms.
     p50: Vec<f64>,
     p99: Vec<f64>,
@@ -1346,6 +1350,14 @@ impl TopologyRuns {
         self.cpu_per_todo.push(run.primary_cpu_per_todo);
         self.worst.push(worst);
         self.shares.push(format!("{shares:.0?}"));
+        let per_sec = run.per_primary.iter().map(|c| *c as f64 / run.elapsed);
+        self.rates_per_primary
+            .push(format!("{:.0?}", per_sec.collect::<Vec<_>>()));
+        let by_command = run
+            .by_command
+            .iter()
+            .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / tasks as f64));
+        self.by_command = by_command.collect::<Vec<_>>().join(", ");
         let todos: Vec<u64> = run.todos_per_primary.iter().map(|n| *n as u64).collect();
         self.todo_shares.push(format!("{:.0?}", spread(&todos).0));
         let per_todo: Vec<f64> = run
@@ -1421,8 +1433,10 @@ async fn cluster_family(args: &Args, w1: &str) -> anyhow::Result<()> {
         cluster.worst.len()
     );
     println!(
-        "| CLUSTER W1 commands per TODO hosted, per primary: largest deviation from the mean (%) | {} | | | |",
-        stat(&cluster.worst_per_todo)
+        "| CLUSTER W1 commands per TODO hosted, per primary: largest deviation from the mean (%) | {} | commands/s per primary, per run: {} (one Redis: {}) | | |",
+        stat(&cluster.worst_per_todo),
+        cluster.rates_per_primary.join(", "),
+        single.rates_per_primary.join(", ")
     );
     println!(
         "| CLUSTER W2 10 × 2 print → client p50 / p99 ms: cluster vs one Redis | {} / {} | one Redis {} / {} | p99 {} | |",
@@ -1465,6 +1479,12 @@ async fn cluster_family(args: &Args, w1: &str) -> anyhow::Result<()> {
             stat(&r.net_cpu_us_per_event),
             1000.0 / median(&mut r.net_cpu_per_todo.clone()),
             1e6 / median(&mut r.net_cpu_us_per_event.clone())
+        );
+    }
+    for (name, r) in [("one Redis", single), ("cluster", cluster)] {
+        println!(
+            "\nCLUSTER W1 commands per TODO by command, {name} (last run): {}",
+            r.by_command
         );
     }
     Ok(())
