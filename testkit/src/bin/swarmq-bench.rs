@@ -21,6 +21,9 @@
 //!   coordinator CPU per delivered event), and the flood with 10 viewers;
 //! - DUR: W1 and W2 against a primary with one replica, the durability option
 //!   (`SWARMQ_REDIS_MIN_REPLICAS_ACKED=1`) on vs. off in the same repeat;
+//! - CLUSTER: W1, W2 and the flood on a 6-node Redis Cluster (3 primaries, 3 replicas, 3 queue
+//!   shards) beside one Redis in the same repeat: the commands each primary executed (spread),
+//!   commands and primary CPU per TODO and per event (the capacity model);
 //! - CTRL: event latency while 200 one-shot agents start at once and next to two CPU-burning
 //!   workers, and W1's throughput, with and without the workers' lower priority and start pacing;
 //! - PRELOAD: the real `workers/worker.py` online against the streaming fake model, 50/200/400
@@ -35,13 +38,13 @@
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use swarmq_testkit::invariants::{check_finished, recorded};
+use swarmq_testkit::invariants::{check_finished, recorded, recorded_in};
 use swarmq_testkit::{
-    CoordinatorProcess, FakeAnthropic, RedisServer, RunnerProcess, python, repo_root,
+    CoordinatorProcess, FakeAnthropic, RedisCluster, RedisServer, RunnerProcess, python, repo_root,
 };
 use tokio::io::AsyncReadExt;
 
@@ -53,8 +56,8 @@ struct Args {
     /// TODOs per throughput run.
     #[arg(long, default_value_t = 300)]
     tasks: usize,
-    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, DUR, MEM, FANOUT, UI,
-    /// CTRL, PRELOAD, SCALE).
+    /// Only workloads whose name starts with this (W1, W1b, W2, W3, W4, DUR, CLUSTER, MEM,
+    /// FANOUT, UI, CTRL, PRELOAD, SCALE).
     #[arg(long)]
     only: Option<String>,
     /// PRELOAD: agents claimed at once, per run.
@@ -98,6 +101,236 @@ fn durable<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         env.push(("SWARMQ_REDIS_MIN_REPLICAS_ACKED", "1"));
     }
     env
+}
+
+/// CLUSTER: false = one Redis (every other workload); true = the 6-node Redis Cluster (3
+/// primaries, 3 replicas) with the ready queue in 3 shards.
+static CLUSTER: AtomicBool = AtomicBool::new(false);
+
+/// The Redis a run's daemons use: one `redis-server` (with a replica in DUR runs), or in CLUSTER
+/// runs a 6-node Redis Cluster given to them by its seeds (`REDIS_CLUSTER_NODES`) with
+/// `SWARMQ_QUEUE_SHARDS=3`.
+struct Backend {
+    /// The one Redis; in cluster runs an unused private server (the daemons' `REDIS_URL`, which
+    /// they ignore when `REDIS_CLUSTER_NODES` is set).
+    redis: RedisServer,
+    _replica: Option<RedisServer>,
+    cluster: Option<RedisCluster>,
+    /// The daemons' cluster settings (empty for one Redis).
+    cluster_env: Vec<(String, String)>,
+}
+
+/// Commands executed on each primary (by port) per command name: `INFO commandstats`, which
+/// also counts the commands a script runs (as `total_commands_processed` does).
+type Counts = BTreeMap<u16, BTreeMap<String, u64>>;
+
+impl Backend {
+    async fn start() -> Self {
+        if !CLUSTER.load(Ordering::Relaxed) {
+            let redis = RedisServer::start_everysec();
+            let _replica = replica_for(&redis).await;
+            return Self {
+                redis,
+                _replica,
+                cluster: None,
+                cluster_env: Vec::new(),
+            };
+        }
+        let cluster = RedisCluster::start().await;
+        // Persist as the single Redis does (AOF, fsync every second), not the testkit's `always`.
+        for node in &cluster.nodes {
+            node.cli(&["CONFIG", "SET", "appendfsync", "everysec"]);
+        }
+        let mut cluster_env = cluster.env();
+        cluster_env.push(("SWARMQ_QUEUE_SHARDS".into(), "3".into()));
+        Self {
+            redis: RedisServer::start(),
+            _replica: None,
+            cluster: Some(cluster),
+            cluster_env,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.redis.url()
+    }
+
+    /// `env` plus the durability setting of the DUR mode and the cluster's settings.
+    fn env<'a>(&'a self, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = durable(env);
+        env.extend(
+            self.cluster_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        env
+    }
+
+    /// The servers that take the writes: the one Redis, or the cluster's live primaries.
+    fn primaries(&self) -> Vec<&RedisServer> {
+        let Some(cluster) = &self.cluster else {
+            return vec![&self.redis];
+        };
+        let ports: Vec<u16> = cluster.primaries().iter().map(|n| n.port).collect();
+        let nodes = cluster.nodes.iter();
+        nodes.filter(|n| ports.contains(&n.port())).collect()
+    }
+
+    /// Every redis-server of the run: the one Redis, or all six nodes (replicas included).
+    fn servers(&self) -> Vec<&RedisServer> {
+        match &self.cluster {
+            None => vec![&self.redis],
+            Some(cluster) => cluster.nodes.iter().collect(),
+        }
+    }
+
+    /// Per primary (in [`Counts`]' port order): the TODOs of the sessions whose slot it serves.
+    fn todos_per_primary(&self, sessions: &[(String, usize)]) -> Vec<usize> {
+        let Some(cluster) = &self.cluster else {
+            return vec![sessions.iter().map(|(_, n)| n).sum()];
+        };
+        let mut primaries = cluster.primaries();
+        primaries.sort_by_key(|n| n.port);
+        let mut todos = vec![0; primaries.len()];
+        for (id, n) in sessions {
+            let slot = swarmq_shared::keys::slot(&format!("swarmq:{{{id}}}:session"));
+            let owner = primaries
+                .iter()
+                .position(|p| p.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)));
+            todos[owner.unwrap_or(0)] += n;
+        }
+        todos
+    }
+
+    fn counts(&self) -> Counts {
+        let primaries = self.primaries();
+        primaries
+            .iter()
+            .map(|n| (n.port(), commandstats(n)))
+            .collect()
+    }
+
+    fn store(&self) -> anyhow::Result<swarmq_shared::Store> {
+        let opts = swarmq_shared::store::StoreOptions {
+            queue_shards: if self.cluster.is_some() { 3 } else { 1 },
+            ..Default::default()
+        };
+        let target = match &self.cluster {
+            Some(cluster) => cluster.target(),
+            None => swarmq_shared::store::RedisTarget::Single(self.url()),
+        };
+        swarmq_shared::Store::open_target(&target, "swarmq", opts).map_err(anyhow::Error::msg)
+    }
+
+    async fn recorded(&self, id: &str) -> swarmq_testkit::invariants::Recorded {
+        match &self.cluster {
+            None => recorded(&self.url(), id).await,
+            Some(_) => recorded_in(&self.store().expect("store"), id).await,
+        }
+    }
+
+    /// A connection the bench polls completion through (`HSTRLEN`, one command per session,
+    /// sent concurrently: on a cluster each goes to the session's own primary).
+    async fn poller(&self) -> anyhow::Result<Poller> {
+        Ok(match &self.cluster {
+            None => {
+                let client = redis::Client::open(self.url())?;
+                Poller::Single(client.get_multiplexed_async_connection().await?)
+            }
+            Some(cluster) => {
+                let seeds: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
+                let client = redis::cluster::ClusterClient::new(seeds)?;
+                Poller::Cluster(client.get_async_connection().await?)
+            }
+        })
+    }
+}
+
+enum Poller {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Poller {
+    /// Of `ids`, the sessions not completed yet (HSTRLEN of the status: 9 = "completed").
+    async fn unfinished<'a>(&self, ids: Vec<&'a String>) -> anyhow::Result<Vec<&'a String>> {
+        let lengths = match self {
+            Poller::Single(conn) => hstrlen_all(conn, &ids).await?,
+            Poller::Cluster(conn) => hstrlen_all(conn, &ids).await?,
+        };
+        Ok(ids
+            .into_iter()
+            .zip(lengths)
+            .filter(|(_, len)| *len != 9)
+            .map(|(id, _)| id)
+            .collect())
+    }
+}
+
+async fn hstrlen_all<C>(conn: &C, ids: &[&String]) -> redis::RedisResult<Vec<u64>>
+where
+    C: redis::aio::ConnectionLike + Clone + Send,
+{
+    let queries = ids.iter().map(|id| {
+        let mut conn = conn.clone();
+        let key = format!("swarmq:{{{id}}}:session");
+        async move {
+            redis::cmd("HSTRLEN")
+                .arg(key)
+                .arg("status")
+                .query_async::<u64>(&mut conn)
+                .await
+        }
+    });
+    futures_util::future::join_all(queries)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The commands each primary executed between two [`Backend::counts`], the bench's own
+/// (`HSTRLEN` polling, `INFO`) left out: per primary by command name.
+fn primary_deltas(before: &Counts, after: &Counts) -> Vec<BTreeMap<String, u64>> {
+    let mut per_primary = Vec::new();
+    for (port, after) in after {
+        let before = before.get(port);
+        let mut delta = BTreeMap::new();
+        for (name, calls) in after {
+            let was = before.and_then(|b| b.get(name)).copied().unwrap_or(0);
+            if calls > &was && name != "hstrlen" && name != "info" {
+                delta.insert(name.clone(), calls - was);
+            }
+        }
+        per_primary.push(delta);
+    }
+    per_primary
+}
+
+/// [`primary_deltas`] as each primary's total, and summed by command name.
+fn count_delta(before: &Counts, after: &Counts) -> (Vec<u64>, BTreeMap<String, u64>) {
+    let deltas = primary_deltas(before, after);
+    let mut by_command = BTreeMap::new();
+    for delta in &deltas {
+        for (name, calls) in delta {
+            *by_command.entry(name.clone()).or_default() += calls;
+        }
+    }
+    (
+        deltas.iter().map(|d| d.values().sum()).collect(),
+        by_command,
+    )
+}
+
+/// A primary's busiest commands: `name calls, …`.
+fn busiest(delta: &BTreeMap<String, u64>) -> String {
+    let mut top: Vec<(&String, &u64)> = delta.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1));
+    let top: Vec<String> = top
+        .iter()
+        .take(8)
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect();
+    top.join(", ")
 }
 
 fn cores() -> usize {
@@ -297,6 +530,14 @@ struct QueueRun {
     commands_per_todo: f64,
     scripts_per_todo: f64,
     by_command: BTreeMap<String, u64>,
+    /// Commands executed by each primary (one for a single Redis) during the run, and the TODOs
+    /// of the sessions each one serves.
+    per_primary: Vec<u64>,
+    todos_per_primary: Vec<usize>,
+    /// CPU ms per TODO of the primaries together (the one Redis, or the cluster's primaries).
+    primary_cpu_per_todo: f64,
+    /// Seconds from the first session's creation to the last one's end.
+    elapsed: f64,
     runner_rss_idle_kb: u64,
     runner_rss_busy_kb: u64,
     coordinator_rss_kb: u64,
@@ -315,11 +556,10 @@ async fn queue_rate_with(
     runners: usize,
     runner_env: &[(&'static str, String)],
 ) -> anyhow::Result<QueueRun> {
-    let redis = RedisServer::start_everysec();
-    let _replica = replica_for(&redis).await;
+    let redis = Backend::start().await;
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
-        &durable(&[
+        &redis.env(&[
             ("SWARMQ_PLANNER", "local"),
             UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
@@ -337,7 +577,7 @@ async fn queue_rate_with(
     ];
     env.extend(runner_env.iter().map(|(k, v)| (*k, v.as_str())));
     for _ in 0..runners {
-        fleet.push(RunnerProcess::start(&redis.url(), worker_cmd, &durable(&env)).await);
+        fleet.push(RunnerProcess::start(&redis.url(), worker_cmd, &redis.env(&env)).await);
     }
     let runner = &fleet[0];
     let runner_rss_idle_kb = rss_kb(runner.process.pid());
@@ -351,11 +591,13 @@ async fn queue_rate_with(
         left -= todos;
         agents = if agents == 4 { 2 } else { agents + 1 };
     }
-    let before = commandstats(&redis);
+    let before = redis.counts();
+    let pid = |n: &&RedisServer| n.pid().map(|p| p as i32).unwrap_or(0);
     let pids = [
         fleet.iter().map(|r| r.process.pid()).collect::<Vec<_>>(),
         vec![coordinator.process.pid()],
-        vec![redis.pid().map(|p| p as i32).unwrap_or(0)],
+        redis.servers().iter().map(pid).collect(),
+        redis.primaries().iter().map(pid).collect(),
     ];
     let workers_before: f64 = pids[0].iter().map(|p| children_cpu_ms(*p)).sum();
     let cpu_before: Vec<f64> = pids
@@ -373,25 +615,12 @@ async fn queue_rate_with(
     }
     // Completion is polled with HSTRLEN (length of the status string: 9 = "completed"), a
     // command swarmq itself never uses, so it can be left out of the cost figures.
-    let client = redis::Client::open(redis.url())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let poller = redis.poller().await?;
     let mut runner_rss_busy_kb = 0;
     let mut pending: Vec<&String> = ids.iter().collect();
     while !pending.is_empty() {
         runner_rss_busy_kb = runner_rss_busy_kb.max(rss_kb(runner.process.pid()));
-        let mut pipe = redis::pipe();
-        for id in &pending {
-            pipe.cmd("HSTRLEN")
-                .arg(format!("swarmq:{{{id}}}:session"))
-                .arg("status");
-        }
-        let lengths: Vec<u64> = pipe.query_async(&mut conn).await?;
-        pending = pending
-            .into_iter()
-            .zip(lengths)
-            .filter(|(_, len)| *len != 9)
-            .map(|(id, _)| id)
-            .collect();
+        pending = poller.unfinished(pending).await?;
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
             "benchmark run did not finish"
@@ -409,11 +638,11 @@ async fn queue_rate_with(
             (group.iter().map(|p| cpu_ms(*p)).sum::<f64>() - before) / tasks as f64
         })
         .collect();
-    let after = commandstats(&redis);
+    let after = redis.counts();
     // Nothing lost, nothing twice: every session audited.
     let mut done_todos = 0;
     for id in &ids {
-        let r = recorded(&redis.url(), id).await;
+        let r = redis.recorded(id).await;
         assert_eq!(
             r.session.status.as_str(),
             "completed",
@@ -423,11 +652,16 @@ async fn queue_rate_with(
         done_todos += r.session.todos.len();
     }
     assert_eq!(done_todos, tasks, "every TODO done");
-    let by_command: BTreeMap<String, u64> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(k, v)| *v > 0 && k.as_str() != "hstrlen" && k.as_str() != "info")
-        .collect();
+    let (per_primary, by_command) = count_delta(&before, &after);
+    if CLUSTER.load(Ordering::Relaxed) {
+        for (i, delta) in primary_deltas(&before, &after).iter().enumerate() {
+            eprintln!("W1 primary {i}: {}", busiest(delta));
+        }
+    }
+    let primary_cpu_per_todo = cpu_per_todo[3];
+    let sizes = plan.iter().map(|(p, _)| p.split(';').count());
+    let sessions: Vec<(String, usize)> = ids.iter().cloned().zip(sizes).collect();
+    let todos_per_primary = redis.todos_per_primary(&sessions);
     let total: u64 = by_command.values().sum();
     let scripts = by_command.get("evalsha").copied().unwrap_or(0);
     let per_runner: Vec<usize> = fleet
@@ -443,6 +677,10 @@ async fn queue_rate_with(
         commands_per_todo: total as f64 / tasks as f64,
         scripts_per_todo: scripts as f64 / tasks as f64,
         by_command,
+        per_primary,
+        todos_per_primary,
+        primary_cpu_per_todo,
+        elapsed,
         runner_rss_idle_kb,
         runner_rss_busy_kb,
         coordinator_rss_kb: rss_kb(coordinator.process.pid()),
@@ -551,6 +789,24 @@ struct Relay {
     coordinator_cpu_ms: f64,
     /// From the runner's start to the last session's end.
     wall_secs: f64,
+    /// Redis cost from the sessions' creation to the end: commands each primary executed, the
+    /// events recorded, and the primaries' CPU ms.
+    cost: RelayCost,
+}
+
+#[derive(Default)]
+struct RelayCost {
+    per_primary: Vec<u64>,
+    events: u64,
+    primary_cpu_ms: f64,
+    /// How long the primaries' CPU was counted (s).
+    window_secs: f64,
+}
+
+impl RelayCost {
+    fn commands_per_event(&self) -> f64 {
+        self.per_primary.iter().sum::<u64>() as f64 / self.events.max(1) as f64
+    }
 }
 
 impl Relay {
@@ -584,14 +840,14 @@ struct Load {
 }
 
 /// A runner of the W2 worker (`bench/workers/stamp.py`), which stamps or floods its lines.
-async fn stamp_runner(redis: &RedisServer, env: &[(&str, &str)]) -> RunnerProcess {
+async fn stamp_runner(redis_url: &str, env: &[(&str, &str)]) -> RunnerProcess {
     let worker = format!(
         "{} {}",
         python(),
         repo_root().join("bench/workers/stamp.py").display()
     );
     let env: Vec<_> = std::iter::once(COLD).chain(env.iter().copied()).collect();
-    RunnerProcess::start(&redis.url(), &worker, &durable(&env)).await
+    RunnerProcess::start(redis_url, &worker, &env).await
 }
 
 /// W2: `sessions` in flight, `clients` Socket.IO connections each; the worker stamps each line.
@@ -604,15 +860,15 @@ async fn relay_run(
     load: &Load,
 ) -> anyhow::Result<(Relay, serde_json::Value)> {
     use tokio::io::AsyncBufReadExt;
-    let redis = RedisServer::start_everysec();
-    let _replica = replica_for(&redis).await;
-    let baseline = pubsub_latency(&redis).await?;
+    let redis = Backend::start().await;
+    // On a cluster: classic pub/sub on one node (where the subscriber is), the nearest baseline.
+    let baseline = pubsub_latency(redis.primaries()[0]).await?;
     // A viewer evicted during a flood resumes from the stream, so the stream must still hold
     // what it missed: keep the whole flood (the default keeps the last 10,000 events).
     let maxlen = (flood + 1_000).max(10_000).to_string();
     let coordinator = CoordinatorProcess::start(
         &redis.url(),
-        &durable(&[
+        &redis.env(&[
             ("SWARMQ_PLANNER", "local"),
             UNCAPPED,
             ("SWARMQ_CREATE_RATE_PER_MIN", "0"),
@@ -621,6 +877,8 @@ async fn relay_run(
     )
     .await;
     let api = coordinator.api();
+    let (before, primary_cpu) = (redis.counts(), primaries_cpu_ms(&redis));
+    let window = Instant::now();
     let mut ids = Vec::new();
     for _ in 0..sessions {
         ids.push(
@@ -658,13 +916,20 @@ async fn relay_run(
     ];
     env.extend(load.runner_env.iter().map(|(k, v)| (*k, v.as_str())));
     let started = Instant::now();
-    let _runner = stamp_runner(&redis, &env).await;
+    let _runner = stamp_runner(&redis.url(), &redis.env(&env)).await;
     let summary =
         tokio::time::timeout(Duration::from_secs(300), next_json(&mut lines, "summary")).await??;
     let wall_secs = started.elapsed().as_secs_f64();
     let coordinator_cpu_ms = cpu_ms(coordinator.process.pid()) - cpu_before;
+    let mut cost = RelayCost {
+        per_primary: count_delta(&before, &redis.counts()).0,
+        primary_cpu_ms: primaries_cpu_ms(&redis) - primary_cpu,
+        window_secs: window.elapsed().as_secs_f64(),
+        events: 0,
+    };
     for id in &ids {
-        let r = recorded(&redis.url(), id).await;
+        let r = redis.recorded(id).await;
+        cost.events += r.events.len() as u64;
         if flood > 0 {
             // The stream keeps the last SWARMQ_EVENTS_MAXLEN events only: check the end state;
             // the client's count below is the loss check.
@@ -710,6 +975,7 @@ async fn relay_run(
             evicted: summary["evicted"].as_u64().unwrap_or(0),
             coordinator_cpu_ms,
             wall_secs,
+            cost,
         },
         summary,
     ))
@@ -897,7 +1163,7 @@ async fn coordinator_memory_frozen(frozen: usize, flood: usize) -> anyhow::Resul
     next_json(&mut lines, "joined").await?;
     let flood_s = flood.to_string();
     let _runner = stamp_runner(
-        &redis,
+        &redis.url(),
         &[
             ("BENCH_FLOOD", &flood_s),
             ("SWARMQ_WORKER_PASS_ENV", "BENCH_FLOOD"),
@@ -994,6 +1260,233 @@ async fn durability_cost(args: &Args, w1: &str) -> anyhow::Result<()> {
         stat(&p99[0]),
         ratio_stat(&p99[1], &p99[0])
     );
+    Ok(())
+}
+
+/// CPU ms the primaries (the one Redis, or the cluster's primaries) have used so far.
+fn primaries_cpu_ms(redis: &Backend) -> f64 {
+    let pids = redis
+        .primaries()
+        .iter()
+        .filter_map(|n| n.pid())
+        .collect::<Vec<_>>();
+    pids.iter().map(|p| cpu_ms(*p as i32)).sum()
+}
+
+/// Each primary's share of the commands (%), and the largest deviation from an even share (%).
+fn spread(per_primary: &[u64]) -> (Vec<f64>, f64) {
+    let total = per_primary.iter().sum::<u64>().max(1) as f64;
+    let even = 100.0 / per_primary.len().max(1) as f64;
+    let shares: Vec<f64> = per_primary
+        .iter()
+        .map(|c| *c as f64 * 100.0 / total)
+        .collect();
+    let worst = shares
+        .iter()
+        .map(|s| (s - even).abs() * 100.0 / even)
+        .fold(0.0, f64::max);
+    (shares, worst)
+}
+
+/// The primaries' CPU (ms per s, all together) of a fresh Redis (or cluster) with nothing
+/// connected, over 3 s: the fixed cost (cron, and on a cluster its gossip and replication links).
+async fn idle_primaries_cpu() -> f64 {
+    let redis = Backend::start().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = primaries_cpu_ms(&redis);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (primaries_cpu_ms(&redis) - before) / 3.0
+}
+
+/// One topology's figures in the CLUSTER family, one entry per repeat.
+#[derive(Default)]
+struct TopologyRuns {
+    rate: Vec<f64>,
+    /// W1: commands per TODO, primaries' CPU ms per TODO, the worst deviation from an even
+    /// spread over the primaries (%), and each run's shares.
+    commands_per_todo: Vec<f64>,
+    cpu_per_todo: Vec<f64>,
+    worst: Vec<f64>,
+    shares: Vec<String>,
+    /// W1: each primary's share of the TODOs (its sessions'), and the largest deviation of a
+    /// primary's commands per TODO it hosts from the mean (%): the spread with the luck of the
+    /// session ids' hashing taken out.
+    todo_shares: Vec<String>,
+    worst_per_todo: Vec<f64>,
+    /// W1: commands per second each primary executed, per run; and (last run) commands per
+    /// TODO by command name.
+    rates_per_primary: Vec<String>,
+    by_command: String,
+    /// W2 10 sessions × 2 clients: print → client ms.
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    /// The flood: events/s at the client, commands and primaries' CPU µs per recorded event,
+    /// each primary's share.
+    flood: Vec<f64>,
+    commands_per_event: Vec<f64>,
+    cpu_us_per_event: Vec<f64>,
+    /// The primaries' CPU with nothing connected (ms per s, all primaries), measured in a run
+    /// of its own; and the CPU per TODO and per event less that idle cost.
+    idle: Vec<f64>,
+    net_cpu_per_todo: Vec<f64>,
+    net_cpu_us_per_event: Vec<f64>,
+    flood_shares: Vec<String>,
+}
+
+/// The flood of the CLUSTER family (W2's size).
+const CLUSTER_FLOOD: usize = 100_000;
+
+impl TopologyRuns {
+    /// W1, W2 10 × 2 and the flood, once each, on the topology `CLUSTER` says.
+    async fn add(&mut self, w1: &str, tasks: usize) -> anyhow::Result<()> {
+        let idle = idle_primaries_cpu().await;
+        self.idle.push(idle);
+        let run = queue_rate(w1, tasks, 2).await?;
+        self.net_cpu_per_todo
+            .push(run.primary_cpu_per_todo - idle * run.elapsed / tasks as f64);
+        let (shares, worst) = spread(&run.per_primary);
+        self.rate.push(run.rate);
+        self.commands_per_todo.push(run.commands_per_todo);
+        self.cpu_per_todo.push(run.primary_cpu_per_todo);
+        self.worst.push(worst);
+        self.shares.push(format!("{shares:.0?}"));
+        let per_sec = run.per_primary.iter().map(|c| *c as f64 / run.elapsed);
+        self.rates_per_primary
+            .push(format!("{:.0?}", per_sec.collect::<Vec<_>>()));
+        let by_command = run
+            .by_command
+            .iter()
+            .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / tasks as f64));
+        self.by_command = by_command.collect::<Vec<_>>().join(", ");
+        let todos: Vec<u64> = run.todos_per_primary.iter().map(|n| *n as u64).collect();
+        self.todo_shares.push(format!("{:.0?}", spread(&todos).0));
+        let per_todo: Vec<f64> = run
+            .per_primary
+            .iter()
+            .zip(&todos)
+            .map(|(c, t)| *c as f64 / (*t).max(1) as f64)
+            .collect();
+        let mean = per_todo.iter().sum::<f64>() / per_todo.len().max(1) as f64;
+        let worst_per_todo = per_todo.iter().map(|v| (v - mean).abs() * 100.0 / mean);
+        self.worst_per_todo.push(worst_per_todo.fold(0.0, f64::max));
+        let (r, _) = relay_run(10, 2, 0, W2_PACE, &Load::default()).await?;
+        anyhow::ensure!(r.stamped == r.expected);
+        self.p50.push(r.p50);
+        self.p99.push(r.p99);
+        let (r, summary) = relay_run(1, 1, CLUSTER_FLOOD, W2_PACE, &Load::default()).await?;
+        let secs = summary["floodSeconds"].as_f64().unwrap_or(f64::NAN);
+        self.flood.push(r.stamped as f64 / secs);
+        self.commands_per_event.push(r.cost.commands_per_event());
+        let events = r.cost.events.max(1) as f64;
+        self.cpu_us_per_event
+            .push(r.cost.primary_cpu_ms * 1000.0 / events);
+        let idle_ms = idle * r.cost.window_secs;
+        self.net_cpu_us_per_event
+            .push((r.cost.primary_cpu_ms - idle_ms) * 1000.0 / events);
+        self.flood_shares
+            .push(format!("{:.0?}", spread(&r.cost.per_primary).0));
+        eprintln!(
+            "CLUSTER run (cluster: {}, replica: {}): W1 {:.1} TODOs/s, shares {shares:.1?}, flood commands per primary {:?}",
+            CLUSTER.load(Ordering::Relaxed),
+            DURABILITY.load(Ordering::Relaxed),
+            run.rate,
+            r.cost.per_primary
+        );
+        Ok(())
+    }
+}
+
+/// CLUSTER: W1, W2 (10 sessions × 2 clients) and the W2 flood on one Redis and on the 6-node
+/// Redis Cluster (3 primaries, 3 replicas, `SWARMQ_QUEUE_SHARDS=3`), alternating within each
+/// repeat; the commands each primary executed (`INFO commandstats` deltas) give the spread over
+/// the primaries and the commands per TODO and per event, and the primaries' CPU gives what a
+/// primary's core sustains (the capacity model in docs/operations.md).
+async fn cluster_family(args: &Args, w1: &str) -> anyhow::Result<()> {
+    let mut runs: [TopologyRuns; 3] = Default::default();
+    for _ in 0..args.repeat {
+        // One Redis; one Redis with a replica (what each of the cluster's primaries feeds);
+        // the cluster.
+        for (i, (cluster, durability)) in
+            [(false, 0), (false, 1), (true, 0)].into_iter().enumerate()
+        {
+            CLUSTER.store(cluster, Ordering::Relaxed);
+            DURABILITY.store(durability, Ordering::Relaxed);
+            let added = runs[i].add(w1, args.tasks).await;
+            CLUSTER.store(false, Ordering::Relaxed);
+            DURABILITY.store(0, Ordering::Relaxed);
+            added?;
+        }
+    }
+    let [single, replicated, cluster] = &runs;
+    println!(
+        "| CLUSTER W1 TODOs/s: 6-node cluster (3 primaries, 3 queue shards) vs one Redis | {} | one Redis {} | {} | |",
+        stat(&cluster.rate),
+        stat(&single.rate),
+        ratio_stat(&cluster.rate, &single.rate)
+    );
+    let within = cluster.worst.iter().filter(|w| **w <= 20.0).count();
+    println!(
+        "| CLUSTER W1 commands per primary: largest deviation from an even third (%) | {} | shares per run (%): {}; the primaries' shares of the TODOs (their sessions'): {} | within ±20 % in {within} of {} runs | ±20 % |",
+        stat(&cluster.worst),
+        cluster.shares.join(", "),
+        cluster.todo_shares.join(", "),
+        cluster.worst.len()
+    );
+    println!(
+        "| CLUSTER W1 commands per TODO hosted, per primary: largest deviation from the mean (%) | {} | commands/s per primary, per run: {} (one Redis: {}) | | |",
+        stat(&cluster.worst_per_todo),
+        cluster.rates_per_primary.join(", "),
+        single.rates_per_primary.join(", ")
+    );
+    println!(
+        "| CLUSTER W2 10 × 2 print → client p50 / p99 ms: cluster vs one Redis | {} / {} | one Redis {} / {} | p99 {} | |",
+        stat(&cluster.p50),
+        stat(&cluster.p99),
+        stat(&single.p50),
+        stat(&single.p99),
+        ratio_stat(&cluster.p99, &single.p99)
+    );
+    println!(
+        "| CLUSTER W2 flood of {CLUSTER_FLOOD} lines, events/s at the client: cluster vs one Redis | {} | one Redis {} | {} | flood's commands per primary (%): {} |",
+        stat(&cluster.flood),
+        stat(&single.flood),
+        ratio_stat(&cluster.flood, &single.flood),
+        cluster.flood_shares.join(", ")
+    );
+    println!(
+        "| CLUSTER one Redis with a replica (no WAIT): W1 TODOs/s; W2 10 × 2 p50 / p99 ms; flood events/s | {} | {} / {} | {} | |",
+        stat(&replicated.rate),
+        stat(&replicated.p50),
+        stat(&replicated.p99),
+        stat(&replicated.flood)
+    );
+    for (name, r) in [
+        ("one Redis", single),
+        ("one Redis with a replica", replicated),
+        ("cluster", cluster),
+    ] {
+        println!(
+            "| CLUSTER cost, {name}: commands per TODO (W1) / per event (flood); primaries' CPU ms per TODO / µs per event (idle cost included) | {} / {} | {} / {} | idle: {} ms/s | |",
+            stat(&r.commands_per_todo),
+            stat(&r.commands_per_event),
+            stat(&r.cpu_per_todo),
+            stat(&r.cpu_us_per_event),
+            stat(&r.idle)
+        );
+        println!(
+            "| CLUSTER capacity, {name}: primaries' CPU ms per TODO / µs per event less the idle cost; so one primary core sustains TODOs/s / events/s | {} / {} | {:.0} / {:.0} | | |",
+            stat(&r.net_cpu_per_todo),
+            stat(&r.net_cpu_us_per_event),
+            1000.0 / median(&mut r.net_cpu_per_todo.clone()),
+            1e6 / median(&mut r.net_cpu_us_per_event.clone())
+        );
+    }
+    for (name, r) in [("one Redis", single), ("cluster", cluster)] {
+        println!(
+            "\nCLUSTER W1 commands per TODO by command, {name} (last run): {}",
+            r.by_command
+        );
+    }
     Ok(())
 }
 
@@ -1153,6 +1646,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("DUR") {
         durability_cost(&args, &format!("{py} {w1}")).await?;
+    }
+    if wants("CLUSTER") {
+        cluster_family(&args, &format!("{py} {w1}")).await?;
     }
     if wants("MEM") {
         let (mut idle, mut loaded) = (Vec::new(), Vec::new());
@@ -1322,7 +1818,7 @@ async fn ui_run() -> anyhow::Result<UiRun> {
         .wait("main", "document.body.dataset.joined === '1'")
         .await;
     let _runner = stamp_runner(
-        &redis,
+        &redis.url(),
         &[
             ("SWARMQ_RUNNER_SLOTS", "4"),
             ("BENCH_WARMUP", "3"),
