@@ -258,3 +258,20 @@ async fn a_cancel_reaches_the_runners_over_the_sessions_sharded_control_channel(
     assert_eq!(s["status"], "cancelled", "{s}");
     check_finished(&recorded_in(&store(&d.cluster), &id).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_to_the_end_on_a_cluster_over_tls() {
+    // No plain port anywhere: clients, the cluster bus and replication speak TLS only
+    // (`rediss://…#insecure` seeds: the test certificate is self-signed).
+    let d = deploy(RedisCluster::start_tls(Some("cluster-pw")).await, &[]).await;
+    let api = d.coordinator.api();
+    let first = api.create_ok("lines:3; ok; lines:2; ok", 2).await;
+    let watcher = Watcher::node(&d.coordinator.url, &first, &["--since", "0"]);
+    let mut ids = vec![first.clone()];
+    for _ in 0..3 {
+        ids.push(api.create_ok("lines:2; ok", 2).await);
+    }
+    finishes_intact(&d, &ids).await;
+    let seen = watcher.finish(Duration::from_secs(60)).await;
+    check_client_saw_all(&recorded_in(&store(&d.cluster), &first).await, &seen);
+}

@@ -77,6 +77,53 @@ impl RedisServer {
         Self::start_on(cluster_port(), "always", &args, password)
     }
 
+    /// `start_cluster_node` speaking only TLS, to clients and on the cluster bus and
+    /// replication links (`--tls-cluster`, `--tls-replication`), with the deployment's one
+    /// certificate (its own CA) from `certs`.
+    pub fn start_cluster_node_tls(
+        password: Option<&str>,
+        node_timeout_ms: u64,
+        certs: &std::path::Path,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["cert.pem", "key.pem"] {
+            std::fs::copy(certs.join(file), dir.path().join(file)).expect("copy certificate");
+        }
+        let timeout = node_timeout_ms.to_string();
+        let mut extra = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            &timeout,
+            "--cluster-replica-validity-factor",
+            "0",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+            "--tls-ca-cert-file",
+            "cert.pem",
+        ];
+        if let Some(p) = password {
+            extra.extend(["--masterauth", p]);
+        }
+        let mut server = Self {
+            port: cluster_port(),
+            dir,
+            child: None,
+            password: password.map(str::to_owned),
+            tls: true,
+            fsync: "always",
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        server.launch();
+        server
+    }
+
     fn start_with_args(fsync: &'static str, extra: &[&str], password: Option<&str>) -> Self {
         Self::start_on(free_port(), fsync, extra, password)
     }

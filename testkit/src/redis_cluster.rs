@@ -28,6 +28,8 @@ pub struct RedisCluster {
     /// Every node, in start order; a failover does not reorder them.
     pub nodes: Vec<RedisServer>,
     password: Option<String>,
+    /// TLS only: the certificate's directory (one self-signed pair for every node).
+    certs: Option<tempfile::TempDir>,
 }
 
 impl RedisCluster {
@@ -44,14 +46,42 @@ impl RedisCluster {
         let cluster = Self {
             nodes,
             password: password.map(str::to_owned),
+            certs: None,
         };
         cluster.create();
         cluster.wait_ok(Duration::from_secs(60)).await;
         cluster
     }
 
-    fn create(&self) {
+    /// `start_with_password` with TLS everywhere: clients, the cluster bus, replication; no
+    /// plain port open.
+    pub async fn start_tls(password: Option<&str>) -> Self {
+        let certs = tempfile::tempdir().expect("temp dir");
+        crate::redis::make_certificate(certs.path());
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| RedisServer::start_cluster_node_tls(password, NODE_TIMEOUT_MS, certs.path()))
+            .collect();
+        let cluster = Self {
+            nodes,
+            password: password.map(str::to_owned),
+            certs: Some(certs),
+        };
+        cluster.create();
+        cluster.wait_ok(Duration::from_secs(60)).await;
+        cluster
+    }
+
+    /// redis-cli with this cluster's password and TLS settings.
+    fn redis_cli(&self) -> Command {
         let mut cmd = Command::new("redis-cli");
+        if self.certs.is_some() {
+            cmd.args(["--tls", "--insecure"]);
+        }
+        cmd
+    }
+
+    fn create(&self) {
+        let mut cmd = self.redis_cli();
         if let Some(p) = &self.password {
             cmd.args(["--no-auth-warning", "-a", p]);
         }
@@ -216,7 +246,7 @@ impl RedisCluster {
             let n = self.primaries().into_iter().find(|n| n.port == port);
             n.unwrap_or_else(|| panic!("no live primary on {port}")).id
         };
-        let mut cmd = Command::new("redis-cli");
+        let mut cmd = self.redis_cli();
         if let Some(p) = &self.password {
             cmd.args(["--no-auth-warning", "-a", p]);
         }
