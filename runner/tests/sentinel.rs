@@ -41,8 +41,9 @@ async fn deploy_on(topology: SentinelTopology, min_replicas: &str) -> Deployment
     runner_env.extend([
         ("FIXTURE_DIR", fixture_dir.as_str()),
         ("SWARMQ_WORKER_PASS_ENV", "FIXTURE_DIR"),
-        // Longer than a failover (a lease shorter than it expires every runner at once).
-        ("SWARMQ_LEASE_SECS", "10"),
+        // Longer than a failover plus the ~10 s Sentinel takes to demote a primary that resumes
+        // stale (a lease shorter than that expires every runner at once: docs/operations.md).
+        ("SWARMQ_LEASE_SECS", "30"),
         ("SWARMQ_RUNNER_SLOTS", "2"),
     ]);
     let worker = fixture_worker("");
