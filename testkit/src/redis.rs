@@ -57,23 +57,8 @@ impl RedisServer {
     /// (+10000) is free too; `node_timeout_ms` is how long it may be unreachable before its
     /// replica takes over. Joined into a cluster by [`crate::RedisCluster`].
     pub fn start_cluster_node(password: Option<&str>, node_timeout_ms: u64) -> Self {
-        let timeout = node_timeout_ms.to_string();
-        let mut args = vec![
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            &timeout,
-            // Any replica may be promoted, however long it was cut off.
-            "--cluster-replica-validity-factor",
-            "0",
-            "--repl-diskless-sync-delay",
-            "0",
-        ];
-        if let Some(p) = password {
-            args.extend(["--masterauth", p]);
-        }
+        let args = cluster_args(password, node_timeout_ms);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::start_on(cluster_port(), "always", &args, password)
     }
 
@@ -89,28 +74,11 @@ impl RedisServer {
         for file in ["cert.pem", "key.pem"] {
             std::fs::copy(certs.join(file), dir.path().join(file)).expect("copy certificate");
         }
-        let timeout = node_timeout_ms.to_string();
-        let mut extra = vec![
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            &timeout,
-            "--cluster-replica-validity-factor",
-            "0",
-            "--repl-diskless-sync-delay",
-            "0",
-            "--tls-cluster",
-            "yes",
-            "--tls-replication",
-            "yes",
-            "--tls-ca-cert-file",
-            "cert.pem",
-        ];
-        if let Some(p) = password {
-            extra.extend(["--masterauth", p]);
+        let mut extra = cluster_args(password, node_timeout_ms);
+        for arg in ["--tls-cluster", "yes", "--tls-replication", "yes"] {
+            extra.push(arg.to_owned());
         }
+        extra.extend(["--tls-ca-cert-file".to_owned(), "cert.pem".to_owned()]);
         let mut server = Self {
             port: cluster_port(),
             dir,
@@ -118,7 +86,7 @@ impl RedisServer {
             password: password.map(str::to_owned),
             tls: true,
             fsync: "always",
-            extra: extra.iter().map(|a| a.to_string()).collect(),
+            extra,
         };
         server.launch();
         server
@@ -325,6 +293,28 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The arguments of a cluster node (see [`RedisServer::start_cluster_node`]).
+fn cluster_args(password: Option<&str>, node_timeout_ms: u64) -> Vec<String> {
+    let timeout = node_timeout_ms.to_string();
+    let mut args = vec![
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        &timeout,
+        // Any replica may be promoted, however long it was cut off.
+        "--cluster-replica-validity-factor",
+        "0",
+        "--repl-diskless-sync-delay",
+        "0",
+    ];
+    if let Some(p) = password {
+        args.extend(["--masterauth", p]);
+    }
+    args.into_iter().map(str::to_owned).collect()
 }
 
 /// A self-signed certificate for 127.0.0.1 (`cert.pem`, `key.pem`) in `dir`, made with openssl.

@@ -753,16 +753,7 @@ async fn primary_fault(
     let api = env.coordinator.api();
     let mut failed_over = false;
     loop {
-        let asked = Instant::now();
-        let (status, body) = api.create("during the failover; b", 2).await;
-        if asked.elapsed() > Duration::from_secs(10) || !matches!(status, 201 | 503 | 429) {
-            figures.violations.push(format!(
-                "POST during the failover answered {status} in {:?}",
-                asked.elapsed()
-            ));
-        }
-        if status == 201 {
-            ids.push(body["sessionId"].as_str().unwrap_or_default().to_owned());
+        if created_during_failover(&api, figures, ids).await {
             break;
         }
         if !failed_over && topology.primary_port().is_some_and(|p| p != old) {
@@ -784,6 +775,31 @@ async fn primary_fault(
         env.redis.signal("CONT");
     }
     down.elapsed()
+}
+
+/// One `POST` while a primary is down: it must answer 201, 503 or 429 within 10 s (else a
+/// violation). True once a session was created (its id added to `ids`).
+async fn created_during_failover(api: &Api, figures: &mut Figures, ids: &mut Vec<String>) -> bool {
+    let asked = Instant::now();
+    let (status, body) = api.create("during the failover; b", 2).await;
+    if asked.elapsed() > Duration::from_secs(10) || !matches!(status, 201 | 503 | 429) {
+        figures.violations.push(format!(
+            "POST during the failover answered {status} in {:?}",
+            asked.elapsed()
+        ));
+    }
+    if status == 201 {
+        ids.push(body["sessionId"].as_str().unwrap_or_default().to_owned());
+    }
+    status == 201
+}
+
+/// Whether a node other than `old` now serves `slot` (its replica was promoted).
+fn promoted(cluster: &RedisCluster, old: u16, slot: u16) -> bool {
+    cluster
+        .primaries()
+        .iter()
+        .any(|n| n.port != old && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
 }
 
 /// cluster-primary-kill: SIGKILLs the primary that owns the first watched session (its replica
@@ -812,23 +828,10 @@ async fn cluster_primary_kill(
     let down = Instant::now();
     let mut restarted = false;
     loop {
-        let asked = Instant::now();
-        let (status, body) = api.create("during the failover; b", 2).await;
-        if asked.elapsed() > Duration::from_secs(10) || !matches!(status, 201 | 503 | 429) {
-            figures.violations.push(format!(
-                "POST during the failover answered {status} in {:?}",
-                asked.elapsed()
-            ));
-        }
-        if status == 201 {
-            ids.push(body["sessionId"].as_str().unwrap_or_default().to_owned());
+        if created_during_failover(&api, figures, ids).await {
             break;
         }
-        let promoted = cluster
-            .primaries()
-            .iter()
-            .any(|n| n.port != old && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)));
-        if promoted && !restarted {
+        if !restarted && promoted(cluster, old, slot) {
             cluster.restart(old).await;
             restarted = true;
         }
@@ -845,12 +848,7 @@ async fn cluster_primary_kill(
     // shard): the dead node still comes back, or with `WAIT 1` its shard, left without a
     // replica, would refuse every write from then on.
     if !restarted {
-        let promoted = |c: &RedisCluster| {
-            c.primaries()
-                .iter()
-                .any(|n| n.port != old && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
-        };
-        while !promoted(cluster) && down.elapsed() < Duration::from_secs(90) {
+        while !promoted(cluster, old, slot) && down.elapsed() < Duration::from_secs(90) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         cluster.restart(old).await;
