@@ -29,8 +29,12 @@ use crate::worker::Worker;
 pub enum AgentEnd {
     /// Nothing left: the agent is terminated (or the job was obsolete). Drop the job.
     Finished,
-    /// Someone else holds the agent now, or the session ended. Drop the job.
+    /// The session ended or was cancelled, or Redis stayed out of reach until the agent was
+    /// cancelled. Drop the job.
     Lost,
+    /// The agent's token is no longer ours: the reaper took this job from our claimed list
+    /// already (this runner's lease had run out). Leave the list alone.
+    Stale,
     /// Draining: the agent was handed back; requeue the job.
     Released,
 }
@@ -143,7 +147,8 @@ impl AgentRun<'_> {
                 attempts,
             }),
             Some(AssignOutcome::Done(done)) => Err(self.done(done).await),
-            Some(AssignOutcome::Stale | AssignOutcome::Ended { .. }) | None => Err(AgentEnd::Lost),
+            Some(AssignOutcome::Stale) => Err(AgentEnd::Stale),
+            Some(AssignOutcome::Ended { .. }) | None => Err(AgentEnd::Lost),
         }
     }
 
@@ -188,7 +193,8 @@ impl AgentRun<'_> {
                 );
                 self.record_failure(todo.todo_id, &reason).await
             }
-            TaskEnd::Cancelled | TaskEnd::Stale => Step::Stop(AgentEnd::Lost),
+            TaskEnd::Cancelled => Step::Stop(AgentEnd::Lost),
+            TaskEnd::Stale => Step::Stop(AgentEnd::Stale),
             TaskEnd::Drained => {
                 self.discard_worker().await;
                 Step::Stop(
@@ -243,11 +249,12 @@ impl AgentRun<'_> {
                 tracing::warn!("completion not recorded: TODO no longer ours");
                 Step::Next(None)
             }
-            Some(CompleteOutcome::Stale) | None => {
+            Some(CompleteOutcome::Stale) => {
                 ctx.stats.count_stale_write();
                 tracing::warn!("completion rejected: this runner no longer holds the agent");
-                Step::Stop(AgentEnd::Lost)
+                Step::Stop(AgentEnd::Stale)
             }
+            None => Step::Stop(AgentEnd::Lost),
         }
     }
 
@@ -280,7 +287,8 @@ impl AgentRun<'_> {
                 Step::Next(None)
             }
             Some(AttemptOutcome::Mismatch) => Step::Next(None),
-            Some(AttemptOutcome::Stale) | None => Step::Stop(AgentEnd::Lost),
+            Some(AttemptOutcome::Stale) => Step::Stop(AgentEnd::Stale),
+            None => Step::Stop(AgentEnd::Lost),
         }
     }
 
@@ -327,7 +335,8 @@ impl AgentRun<'_> {
         .await
         {
             Some(ReleaseOutcome::Released) => AgentEnd::Released,
-            Some(ReleaseOutcome::NotHeld) | None => AgentEnd::Lost,
+            Some(ReleaseOutcome::NotHeld) => AgentEnd::Stale,
+            None => AgentEnd::Lost,
         }
     }
 }

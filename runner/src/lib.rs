@@ -273,6 +273,10 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
             None
         }
         AgentEnd::Lost => Some(raw),
+        // The reaper took this job from our claimed list already, and it may be there again
+        // since, claimed by another of our slots: removing it "as finished" would strand that
+        // claim (nobody would ever requeue it).
+        AgentEnd::Stale => None,
         AgentEnd::Released => {
             requeue_claimed(ctx, &raw).await;
             None

@@ -41,9 +41,11 @@ async fn deploy_on(topology: SentinelTopology, min_replicas: &str) -> Deployment
     runner_env.extend([
         ("FIXTURE_DIR", fixture_dir.as_str()),
         ("SWARMQ_WORKER_PASS_ENV", "FIXTURE_DIR"),
-        // Longer than a failover plus the ~10 s Sentinel takes to demote a primary that resumes
-        // stale (a lease shorter than that expires every runner at once: docs/operations.md).
-        ("SWARMQ_LEASE_SECS", "30"),
+        // A few failovers long, no more: a runner whose connection lands on a primary that
+        // resumed stale must re-resolve at its first NOREPLICAS, not wait out the ~10 s until
+        // Sentinel demotes it (this test ran into a lease that expired so, and a job stranded
+        // after it, 2 runs in 2 under load before both were fixed).
+        ("SWARMQ_LEASE_SECS", "10"),
         ("SWARMQ_RUNNER_SLOTS", "2"),
     ]);
     let worker = fixture_worker("");

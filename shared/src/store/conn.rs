@@ -133,7 +133,10 @@ impl Followed {
     async fn command(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
         let (n, mut conn) = self.get().await?;
         let reply = conn.req_packed_command(cmd).await;
-        self.check(n, reply).await
+        let gone = reply
+            .as_ref()
+            .map_or_else(gone, |v| answers_gone(std::slice::from_ref(v)));
+        self.check(n, gone, reply).await
     }
 
     async fn commands(
@@ -144,7 +147,18 @@ impl Followed {
     ) -> redis::RedisResult<Vec<Value>> {
         let (n, mut conn) = self.get().await?;
         let reply = conn.req_packed_commands(pipeline, offset, count).await;
-        self.check(n, reply).await
+        let gone = reply.as_ref().map_or_else(gone, |v| answers_gone(v));
+        self.check(n, gone, reply).await
+    }
+
+    /// Drops the live connection (whichever it is), so the next command asks the Sentinels
+    /// again: for a primary that took a write no replica acknowledged (`WAIT` came back short),
+    /// which a stale primary that has not refused it (no `min-replicas-to-write`) does.
+    pub(crate) async fn suspect(&self) {
+        let mut live = self.0.current.lock().await;
+        if live.conn.take().is_some() {
+            tracing::warn!("redis: no replica acknowledged a write, re-resolving the primary");
+        }
     }
 
     /// The live connection, or a new one to the primary the Sentinels name now.
@@ -185,19 +199,38 @@ impl Followed {
         Ok((n, conn))
     }
 
-    /// Drops connection `n` when `reply` says its node is gone or demoted.
-    async fn check<T>(&self, n: u64, reply: redis::RedisResult<T>) -> redis::RedisResult<T> {
-        if let Err(e) = &reply
-            && StoreError::Redis(e.clone()).is_unavailable()
-        {
+    /// Drops connection `n` when its reply said its node is gone or demoted (`gone`: why).
+    async fn check<T>(
+        &self,
+        n: u64,
+        gone: Option<String>,
+        reply: redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        if let Some(why) = gone {
             let mut live = self.0.current.lock().await;
             if live.conn.as_ref().is_some_and(|(current, _)| *current == n) {
-                tracing::warn!(error = %e, "redis: dropping the primary connection, will re-resolve");
+                tracing::warn!(error = %why, "redis: dropping the primary connection, will re-resolve");
                 live.conn = None;
             }
         }
         reply
     }
+}
+
+/// Why an error says its node is gone or no longer a primary that can write, if it does.
+fn gone(e: &redis::RedisError) -> Option<String> {
+    StoreError::Redis(e.clone())
+        .is_unavailable()
+        .then(|| e.to_string())
+}
+
+/// The same for a reply: redis hands a server error back as a value (`NOREPLICAS` from a stale
+/// primary, `READONLY` from a demoted one, in a pipeline one per command), not as an `Err`.
+fn answers_gone(values: &[Value]) -> Option<String> {
+    values.iter().find_map(|v| match v {
+        Value::ServerError(e) => gone(&e.clone().into()),
+        _ => None,
+    })
 }
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

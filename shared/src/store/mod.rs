@@ -277,7 +277,7 @@ impl Store {
         pipe.add_command(read);
         self.add_fence(&mut pipe, session);
         let (value, acked): (T, u64) = pipe.query_async(&mut self.conn()).await?;
-        self.check_acked(acked, "read")?;
+        self.check_acked(acked, "read").await?;
         Ok(value)
     }
 
@@ -299,10 +299,15 @@ impl Store {
             .arg(self.opts.wait_timeout.as_millis() as u64);
     }
 
-    fn check_acked(&self, acked: u64, what: &str) -> Result<()> {
+    /// Behind Sentinel, a short count also makes the next command ask the Sentinels again: it
+    /// is what a stale primary answers when it does not refuse writes itself.
+    async fn check_acked(&self, acked: u64, what: &str) -> Result<()> {
         let wanted = self.opts.min_replicas_acked;
         if acked < wanted {
             tracing::warn!(what, acked, wanted, "not acknowledged by enough replicas");
+            if let Conn::Followed(f) = &self.conn {
+                f.suspect().await;
+            }
             return Err(StoreError::NotReplicated { acked, wanted });
         }
         Ok(())
@@ -405,7 +410,7 @@ impl Store {
             }
             other => other?,
         };
-        self.check_acked(acked, lua.file())?;
+        self.check_acked(acked, lua.file()).await?;
         Ok(reply)
     }
 
