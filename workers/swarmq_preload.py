@@ -13,8 +13,9 @@ its first bytes, the agent's stdin, stdout and stderr pipe ends as SCM_RIGHTS de
 server forks a child that becomes its own process group leader, puts the descriptors on 0, 1, 2,
 gets exactly the given environment and nice value, and runs the worker as ``python script`` or
 ``python -m module`` would. The server answers ``pid N`` at once and ``exit S`` (the raw wait
-status) when the child is gone. It exits when its stdin closes (the runner is gone); children
-live on, like cold-started workers.
+status) when the child is gone. It exits when its stdin closes (the runner is gone, even
+SIGKILLed), ending its children's process groups first (SIGTERM, then SIGKILL after 2 s): nobody
+would read their output any more, and their agents go to other runners when the lease runs out.
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ import selectors
 import signal
 import socket
 import sys
+import time
 import types
 from typing import Optional
 
 #: Largest spawn request accepted (the environment, with the task description in it).
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# How long children get to end on SIGTERM when the runner is gone, before SIGKILL.
+END_GRACE_SECS = 2.0
 
 
 def log(msg: str) -> None:
@@ -127,6 +131,7 @@ class Server:
         while True:
             for key, _ in self.sel.select():
                 if key.data == "runner" and not os.read(0, 4096):
+                    self.end_children()
                     return None
                 if key.data == "child":
                     self.reap()
@@ -186,6 +191,25 @@ class Server:
             conn = self.children.pop(pid, None)
             if conn is not None:
                 conn.close()
+
+    def end_children(self) -> None:
+        """The runner is gone (it never closes this pipe while it lives: it kills the server):
+        nobody reads the children's output or learns their exits any more, and their agents go
+        to other runners once the lease runs out. A worker that ignores its stdin's end would
+        run on, unwatched — so each child's group gets SIGTERM, and SIGKILL after a grace."""
+        self.signal_children(signal.SIGTERM)
+        deadline = time.monotonic() + END_GRACE_SECS
+        while self.children and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.reap()
+        self.signal_children(signal.SIGKILL)
+
+    def signal_children(self, sig: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass  # gone already (a zombie not reaped yet is still signalled harmlessly)
 
     def close_in_child(self, conn: socket.socket) -> None:
         """In a new child: nothing of the server survives but the modules it imported."""

@@ -385,6 +385,27 @@ async fn a_worker_that_ignores_stdin_eof_is_killed_after_the_grace_period(start:
     start.check(&cluster);
 }
 
+/// A SIGKILLed runner leaves no preloaded worker running, not even one that ignores its stdin's
+/// end: the worker server ends its children's groups when its runner is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runner_leaves_no_preloaded_worker_behind() {
+    let cluster = Cluster::start(
+        1,
+        &fixture_worker("--ignore-eof"),
+        &[Start::Preload.env(), ("SWARMQ_RUNNER_SLOTS", "1")],
+    )
+    .await;
+    let id = cluster.api().create_ok("sleep:60; ok", 1).await;
+    let pid = started(&cluster, &id).await;
+    cluster.runners[0].signal(Signal::SIGKILL);
+    wait_for(
+        Duration::from_secs(15),
+        "the orphaned worker to be ended",
+        || async move { (!alive(pid)).then_some(()) },
+    )
+    .await;
+}
+
 in_both_start_modes!(
     a_killed_runners_task_is_finished_by_another_runner,
     a_frozen_runners_late_completion_is_rejected,

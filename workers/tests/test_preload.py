@@ -40,6 +40,11 @@ elif what == "exit3":
     sys.exit(3)
 elif what == "raise":
     raise RuntimeError("probe failed on purpose")
+elif what == "ignore-term":
+    import signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("ignoring SIGTERM", flush=True)
+    time.sleep(60)
 elif what == "hang":
     print("hanging", flush=True)
     import time
@@ -188,15 +193,29 @@ def test_module_workers_run_as_python_m_would(tmp_path):
     assert me["argv"][0].endswith(os.path.join("probepkg", "work.py"))
 
 
-def test_the_server_leaves_when_the_runner_does_and_children_live_on(server):
-    child = server.spawn(worker_env(description="echo"))
-    server.proc.stdin.close()
+def test_when_the_runner_is_gone_the_server_ends_its_children_and_leaves(server):
+    polite = server.spawn(worker_env(description="echo"))
+    stubborn = server.spawn(worker_env(description="ignore-term"))
+    assert stubborn.stdout.readline() == b"ignoring SIGTERM\n"
+    server.proc.stdin.close()  # what a SIGKILLed runner leaves the server with
     assert server.proc.wait(timeout=10) == 0
-    time.sleep(0.1)
-    os.kill(child.pid, 0)  # still there, still reading its stdin
-    child.stdin.write(b"bye\n")
-    child.stdin.close()
-    assert child.stdout.read() == b"got bye\n"
+    # Neither worker was answered or signalled by anyone else: the server ended both groups,
+    # the one that ignores SIGTERM with SIGKILL after the grace period.
+    for child in (polite, stubborn):
+        assert child.stdout.read() in (b"", b"ignoring SIGTERM\n")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and alive(child.pid):
+            time.sleep(0.05)
+        assert not alive(child.pid), child.pid
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (neither gone nor a zombie waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_malformed_request_is_refused_and_the_server_goes_on(server):
