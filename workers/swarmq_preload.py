@@ -197,19 +197,14 @@ class Server:
         nobody reads the children's output or learns their exits any more, and their agents go
         to other runners once the lease runs out. A worker that ignores its stdin's end would
         run on, unwatched — so each child's group gets SIGTERM, and SIGKILL after a grace."""
-        self.signal_children(signal.SIGTERM)
+        groups = list(self.children)  # each child leads its own group
+        signal_groups(groups, signal.SIGTERM)
         deadline = time.monotonic() + END_GRACE_SECS
         while self.children and time.monotonic() < deadline:
             time.sleep(0.05)
             self.reap()
-        self.signal_children(signal.SIGKILL)
-
-    def signal_children(self, sig: int) -> None:
-        for pid in list(self.children):
-            try:
-                os.killpg(pid, sig)
-            except OSError:
-                pass  # gone already (a zombie not reaped yet is still signalled harmlessly)
+        # Every group, even one whose leader ended: what it started may have ignored SIGTERM.
+        signal_groups(groups, signal.SIGKILL)
 
     def close_in_child(self, conn: socket.socket) -> None:
         """In a new child: nothing of the server survives but the modules it imported."""
@@ -222,6 +217,14 @@ class Server:
             other.close()
         for fd in (self.wake_r, self.wake_w):
             os.close(fd)
+
+
+def signal_groups(groups: list, sig: int) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass  # the whole group is gone already
 
 
 class Script:

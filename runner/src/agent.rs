@@ -27,13 +27,17 @@ use crate::worker::Worker;
 /// How an agent job ended for this runner.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AgentEnd {
-    /// Nothing left: the agent is terminated (or the job was obsolete). Drop the job.
+    /// Nothing left: the agent is terminated, its session ended (or the job was obsolete).
+    /// Drop the job.
     Finished,
-    /// The session ended or was cancelled, or Redis stayed out of reach until the agent was
-    /// cancelled. Drop the job.
+    /// Given up: the agent was aborted (its session cancelled, or this runner's lease lost
+    /// while Redis was out of reach), or a Redis call failed in a way retrying cannot fix.
     Lost,
-    /// The agent's token is no longer ours: the reaper took this job from our claimed list
-    /// already (this runner's lease had run out). Leave the list alone.
+    /// A write was refused: the agent's token is no longer ours. Mostly the reaper took this
+    /// job from our claimed list (this runner's lease had run out) — and another of our slots
+    /// may have claimed it again since — so the list is left alone; when the entry is still
+    /// there (the agent was terminated by a cancellation we had not heard of yet), the orphan
+    /// sweep hands it back and the next claim drops it as obsolete.
     Stale,
     /// Draining: the agent was handed back; requeue the job.
     Released,
@@ -148,7 +152,8 @@ impl AgentRun<'_> {
             }),
             Some(AssignOutcome::Done(done)) => Err(self.done(done).await),
             Some(AssignOutcome::Stale) => Err(AgentEnd::Stale),
-            Some(AssignOutcome::Ended { .. }) | None => Err(AgentEnd::Lost),
+            Some(AssignOutcome::Ended { .. }) => Err(AgentEnd::Finished),
+            None => Err(AgentEnd::Lost),
         }
     }
 

@@ -29,8 +29,12 @@ pub struct Ctx {
     pub starting: Option<Arc<Semaphore>>,
     /// The preloaded worker server (`SWARMQ_WORKER_START=preload`); `None`: cold starts.
     pub preloader: Option<Preloader>,
-    /// Agents this runner is working, each with the token that aborts it.
-    active: Mutex<HashMap<AgentJob, CancellationToken>>,
+    /// Agents this runner is working, by activation (two slots may hold the same job for a
+    /// moment: one whose agent went stale after a reap, one that claimed it again since), each
+    /// with the token that aborts it.
+    active: Mutex<HashMap<u64, (AgentJob, CancellationToken)>>,
+    /// The number of the next activation.
+    activations: AtomicU64,
     /// Parent of every agent's token; replaced when this runner learns it was reaped.
     epoch: Mutex<CancellationToken>,
     pub stats: Stats,
@@ -55,25 +59,31 @@ impl Ctx {
             drain_deadline: CancellationToken::new(),
             workers_one_shot: AtomicBool::new(false),
             active: Mutex::new(HashMap::new()),
+            activations: AtomicU64::new(0),
             epoch: Mutex::new(CancellationToken::new()),
             stats: Stats::default(),
         }
     }
 
-    /// Registers an agent being worked; returns the token that aborts it, and the one that
-    /// fires only when the abort is this runner's lost lease (not a cancelled session).
-    pub fn activate(&self, job: AgentJob) -> (CancellationToken, CancellationToken) {
+    /// Registers an agent being worked.
+    pub fn activate(&self, job: AgentJob) -> Activation {
         let epoch = lock(&self.epoch).clone();
-        let token = epoch.child_token();
+        let cancel = epoch.child_token();
+        let id = self.activations.fetch_add(1, Ordering::Relaxed);
         let mut active = lock(&self.active);
-        active.insert(job, token.clone());
+        active.insert(id, (job, cancel.clone()));
         metrics::gauge!("swarmq_runner_busy_slots").set(active.len() as f64);
-        (token, epoch)
+        Activation {
+            id,
+            cancel,
+            lease_lost: epoch,
+        }
     }
 
-    pub fn deactivate(&self, job: AgentJob) {
+    /// Forgets an activation (only that one: another slot may hold the same job now).
+    pub fn deactivate(&self, activation: &Activation) {
         let mut active = lock(&self.active);
-        active.remove(&job);
+        active.remove(&activation.id);
         metrics::gauge!("swarmq_runner_busy_slots").set(active.len() as f64);
     }
 
@@ -91,12 +101,16 @@ impl Ctx {
     }
 
     pub fn is_active(&self, job: &str) -> bool {
-        lock(&self.active).keys().any(|j| j.to_string() == job)
+        lock(&self.active)
+            .values()
+            .any(|(j, _)| j.to_string() == job)
     }
 
     pub fn active_sessions(&self) -> Vec<SessionId> {
-        let mut sessions: Vec<SessionId> =
-            lock(&self.active).keys().map(|j| j.session_id).collect();
+        let mut sessions: Vec<SessionId> = lock(&self.active)
+            .values()
+            .map(|(j, _)| j.session_id)
+            .collect();
         sessions.sort();
         sessions.dedup();
         sessions
@@ -106,7 +120,7 @@ impl Ctx {
     pub fn cancel_session(&self, session: SessionId) -> usize {
         let active = lock(&self.active);
         let mut n = 0;
-        for (job, token) in active.iter() {
+        for (job, token) in active.values() {
             if job.session_id == session {
                 token.cancel();
                 n += 1;
@@ -167,4 +181,13 @@ impl Stats {
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("swarmq_redis_errors_total").increment(1);
     }
+}
+
+/// One agent being worked by one slot.
+pub struct Activation {
+    id: u64,
+    /// Aborts the agent (its session was cancelled or ended, or this runner's lease was lost).
+    pub cancel: CancellationToken,
+    /// Fires only when the abort is this runner's lost lease.
+    pub lease_lost: CancellationToken,
 }

@@ -252,27 +252,36 @@ async fn run_job(ctx: &Arc<Ctx>, raw: String) -> Option<String> {
             return Some(raw);
         }
     };
-    let (cancel, lease_lost) = ctx.activate(job);
+    let activation = ctx.activate(job);
     let span = tracing::info_span!(
         "agent",
         runner_id = %ctx.runner,
         session_id = %job.session_id,
         agent_id = %job.agent_id
     );
-    let end = agent::run(ctx, job, cancel).instrument(span).await;
-    ctx.deactivate(job);
+    let end = agent::run(ctx, job, activation.cancel.clone())
+        .instrument(span)
+        .await;
+    ctx.deactivate(&activation);
     match end {
         AgentEnd::Finished => Some(raw),
         // Aborted because our lease ran out (Redis unreachable for longer than it): the reaper
         // handed back what it found in our claimed list, but this job may have been claimed
         // again since and be ours alone — back to the ready list with it (a no-op when it is
         // no longer in our claimed list), never dropped with nobody working it.
-        AgentEnd::Lost if lease_lost.is_cancelled() => {
+        AgentEnd::Lost if activation.lease_lost.is_cancelled() => {
             tracing::warn!(job = %raw, "agent aborted after a lost lease: handing its job back");
             requeue_claimed(ctx, &raw).await;
             None
         }
-        AgentEnd::Lost => Some(raw),
+        // Its session was cancelled: nothing left to do.
+        AgentEnd::Lost if activation.cancel.is_cancelled() => Some(raw),
+        // A Redis call failed for good while the agent is still ours: the job stays in our
+        // claimed list, and the orphan sweep hands it back (at-least-once, never dropped).
+        AgentEnd::Lost => {
+            tracing::warn!(job = %raw, "agent given up; the orphan sweep will hand its job back");
+            None
+        }
         // The reaper took this job from our claimed list already, and it may be there again
         // since, claimed by another of our slots: removing it "as finished" would strand that
         // claim (nobody would ever requeue it).

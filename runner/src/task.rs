@@ -36,7 +36,8 @@ pub enum TaskEnd {
     },
     /// The task timeout passed: the attempt failed and the worker must go.
     TimedOut,
-    /// The session was cancelled or the lease lost.
+    /// The session was cancelled or the lease lost (or a Redis call failed in a way retrying
+    /// cannot fix).
     Cancelled,
     /// The drain deadline passed mid-task.
     Drained,
@@ -336,7 +337,9 @@ impl AgentRun<'_> {
         .await
         {
             Some(Fenced::Recorded) => Ok(()),
-            Some(Fenced::Stale) | None => Err(TaskEnd::Stale),
+            Some(Fenced::Stale) => Err(TaskEnd::Stale),
+            // Cancelled, or a call that retrying cannot fix: not a sign of a reap.
+            None => Err(TaskEnd::Cancelled),
         }
     }
 
@@ -455,7 +458,7 @@ impl AgentRun<'_> {
                 ctx.stats.count_events_published(count);
                 Ok(())
             }
-            Some(Fenced::Stale) | None => {
+            Some(Fenced::Stale) => {
                 ctx.stats.count_stale_write();
                 tracing::warn!(
                     count,
@@ -463,6 +466,7 @@ impl AgentRun<'_> {
                 );
                 Err(TaskEnd::Stale)
             }
+            None => Err(TaskEnd::Cancelled),
         }
     }
 }

@@ -91,12 +91,18 @@ async fn cluster_commands(
 /// hundredth would wait a hundred attempts).
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
+/// How old the live connection must be before a short `WAIT` drops it (see
+/// [`Followed::suspect`]).
+const SUSPECT_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Live {
     /// The connection and its number (so a late error drops only the one it came from).
     conn: Option<(u64, MultiplexedConnection)>,
     /// When the last attempt to connect failed, and why.
     failed: Option<(Instant, String)>,
+    /// When the live connection was opened.
+    opened: Option<Instant>,
 }
 
 /// The command connection of a Sentinel deployment (see the module doc). Cheap to clone.
@@ -151,13 +157,16 @@ impl Followed {
         self.check(n, gone, reply).await
     }
 
-    /// Drops the live connection (whichever it is), so the next command asks the Sentinels
-    /// again: for a primary that took a write no replica acknowledged (`WAIT` came back short),
-    /// which a stale primary that has not refused it (no `min-replicas-to-write`) does.
+    /// Drops the live connection, so the next command asks the Sentinels again: for a primary
+    /// that took a write no replica acknowledged (`WAIT` came back short), which a stale
+    /// primary that has not refused it (no `min-replicas-to-write`) does. Not a connection
+    /// younger than [`SUSPECT_AFTER`]: it may be the new one already, and on a healthy primary
+    /// whose replicas lag every write would reconnect.
     pub(crate) async fn suspect(&self) {
         let mut live = self.0.current.lock().await;
-        if live.conn.take().is_some() {
+        if live.conn.is_some() && live.opened.is_some_and(|at| at.elapsed() >= SUSPECT_AFTER) {
             tracing::warn!("redis: no replica acknowledged a write, re-resolving the primary");
+            live.conn = None;
         }
     }
 
@@ -195,6 +204,7 @@ impl Followed {
         *live = Live {
             conn: Some((n, conn.clone())),
             failed: None,
+            opened: Some(Instant::now()),
         };
         Ok((n, conn))
     }
