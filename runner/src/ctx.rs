@@ -191,3 +191,45 @@ pub struct Activation {
     /// Fires only when the abort is this runner's lost lease.
     pub lease_lost: CancellationToken,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn ctx() -> Ctx {
+        let config = Config::try_parse_from(["swarmq-runner"]).expect("the default settings");
+        // Never connected: these tests touch no Redis.
+        let store = Store::open("redis://127.0.0.1:1", "swarmq", 1_000).expect("a lazy store");
+        let spec = WorkerSpec::new("python3 worker.py", ".".into(), Vec::new(), 1 << 20)
+            .expect("a command");
+        let runner = RunnerId::parse("runner-1").expect("an id");
+        Ctx::new(store, config, runner, spec, None)
+    }
+
+    /// Two slots may hold one job for a moment (one whose agent went stale after a reap, one
+    /// that claimed it again): the first one's end must leave the second visible to
+    /// cancellation and to the orphan sweep.
+    #[tokio::test]
+    async fn two_slots_holding_one_job_are_tracked_apart() {
+        let ctx = ctx();
+        let job = AgentJob::parse(
+            "6f1c2d4e-0a1b-4c2d-8e3f-405162738495/7a8b9c0d-1e2f-4a3b-8c4d-5e6f70819203",
+        )
+        .expect("a job");
+        let first = ctx.activate(job);
+        let second = ctx.activate(job);
+        assert_eq!(ctx.busy(), 2);
+        ctx.deactivate(&first);
+        assert!(
+            ctx.is_active(&job.to_string()),
+            "the second slot still works it"
+        );
+        assert_eq!(ctx.cancel_session(job.session_id), 1);
+        assert!(second.cancel.is_cancelled() && !first.cancel.is_cancelled());
+        ctx.deactivate(&second);
+        assert!(!ctx.is_active(&job.to_string()));
+        assert_eq!(ctx.busy(), 0);
+    }
+}
