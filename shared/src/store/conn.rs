@@ -97,12 +97,11 @@ const SUSPECT_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Live {
-    /// The connection and its number (so a late error drops only the one it came from).
-    conn: Option<(u64, MultiplexedConnection)>,
+    /// The connection, its number (so a late error drops only the one it came from) and when
+    /// it was opened.
+    conn: Option<(u64, MultiplexedConnection, Instant)>,
     /// When the last attempt to connect failed, and why.
     failed: Option<(Instant, String)>,
-    /// When the live connection was opened.
-    opened: Option<Instant>,
 }
 
 /// The command connection of a Sentinel deployment (see the module doc). Cheap to clone.
@@ -164,7 +163,11 @@ impl Followed {
     /// whose replicas lag every write would reconnect.
     pub(crate) async fn suspect(&self) {
         let mut live = self.0.current.lock().await;
-        if live.conn.is_some() && live.opened.is_some_and(|at| at.elapsed() >= SUSPECT_AFTER) {
+        if live
+            .conn
+            .as_ref()
+            .is_some_and(|(_, _, opened)| opened.elapsed() >= SUSPECT_AFTER)
+        {
             tracing::warn!("redis: no replica acknowledged a write, re-resolving the primary");
             live.conn = None;
         }
@@ -173,7 +176,7 @@ impl Followed {
     /// The live connection, or a new one to the primary the Sentinels name now.
     async fn get(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
         let mut live = self.0.current.lock().await;
-        if let Some((n, conn)) = live.conn.as_ref() {
+        if let Some((n, conn, _)) = live.conn.as_ref() {
             return Ok((*n, conn.clone()));
         }
         if let Some((at, why)) = &live.failed
@@ -202,9 +205,8 @@ impl Followed {
             moved
         });
         *live = Live {
-            conn: Some((n, conn.clone())),
+            conn: Some((n, conn.clone(), Instant::now())),
             failed: None,
-            opened: Some(Instant::now()),
         };
         Ok((n, conn))
     }
@@ -218,7 +220,11 @@ impl Followed {
     ) -> redis::RedisResult<T> {
         if let Some(why) = gone {
             let mut live = self.0.current.lock().await;
-            if live.conn.as_ref().is_some_and(|(current, _)| *current == n) {
+            if live
+                .conn
+                .as_ref()
+                .is_some_and(|(current, ..)| *current == n)
+            {
                 tracing::warn!(error = %why, "redis: dropping the primary connection, will re-resolve");
                 live.conn = None;
             }
